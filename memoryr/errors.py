@@ -1,0 +1,7 @@
+"""The errors a user can cause and fix, which the CLI reports as one line instead of a traceback."""
+
+from memoryr.config import ConfigError
+from memoryr.data import DataError
+from memoryr.models import ModelError
+
+EXPECTED_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError, FileExistsError, ValueError)

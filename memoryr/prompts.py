@@ -1,0 +1,71 @@
+"""Prompts: the paper's XML system prompt, k-shot exemplars, chat templates, assistant pre-fill.
+
+A prompt is rendered to text with the tokenizer's chat template (generation prompt added), then
+the pre-fill (e.g. "<reasoning>\\n") is appended, so the model continues its own assistant turn.
+Rewards and grading see `prefill + completion`.
+"""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = """Respond in the following format:
+<reasoning>
+...
+</reasoning>
+<answer>
+...
+</answer>"""
+
+# Our own worked exemplars, in the exact format the rewards check. "word" suits GSM8K-style
+# problems; "arith" suits short arithmetic expressions (reasoning-gym basic_arithmetic).
+EXEMPLARS = {
+    "word": [
+        (
+            "A baker makes 24 muffins in the morning and 18 in the afternoon. She sells 30 of them. "
+            "How many muffins are left?",
+            "She makes 24 + 18 = 42 muffins.\nAfter selling 30, 42 - 30 = 12 are left.",
+            "12",
+        ),
+        (
+            "Tom reads 15 pages a day for 4 days, then 10 pages a day for 3 days. How many pages does he read?",
+            "First 15 * 4 = 60 pages.\nThen 10 * 3 = 30 pages.\nIn total 60 + 30 = 90 pages.",
+            "90",
+        ),
+        (
+            "A ticket costs $8. A family buys 5 tickets and pays with a $50 bill. How much change do they get?",
+            "5 tickets cost 5 * 8 = 40 dollars.\nThe change is 50 - 40 = 10 dollars.",
+            "10",
+        ),
+    ],
+    "arith": [
+        ("Calculate 7 + 5 * 3.", "First 5 * 3 = 15.\nThen 7 + 15 = 22.", "22"),
+        ("Calculate 40 - 12 - 9.", "First 40 - 12 = 28.\nThen 28 - 9 = 19.", "19"),
+        ("Calculate -6 * 4 + 30.", "First -6 * 4 = -24.\nThen -24 + 30 = 6.", "6"),
+    ],
+}
+
+
+def format_solution(reasoning: str, answer: str) -> str:
+    """An assistant turn in the paper's format."""
+    return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{answer}\n</answer>"
+
+
+def build_messages(question: str, shots: int = 0, exemplars: str = "word") -> list[dict]:
+    """Chat messages: system prompt, `shots` exemplar turns, then the question."""
+    if exemplars not in EXEMPLARS:
+        raise ValueError(f"unknown exemplar set {exemplars!r}; choose one of {', '.join(EXEMPLARS)}")
+    pool = EXEMPLARS[exemplars]
+    if not 0 <= shots <= len(pool):
+        raise ValueError(f"shots must be between 0 and {len(pool)} for exemplar set {exemplars!r}, got {shots}")
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for q, reasoning, answer in pool[:shots]:
+        messages.append({"role": "user", "content": q})
+        messages.append({"role": "assistant", "content": format_solution(reasoning, answer)})
+    messages.append({"role": "user", "content": question})
+    return messages
+
+
+def build_prompt(tokenizer, question: str, shots: int = 0, exemplars: str = "word", prefill: str = "") -> str:
+    """The full prompt text the model continues: chat template with generation prompt, then the pre-fill."""
+    messages = build_messages(question, shots, exemplars)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text + prefill

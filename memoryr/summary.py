@@ -1,0 +1,38 @@
+"""A one-screen summary of a run's metrics.jsonl: how the key quantities moved from start to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+KEYS = ("reward", "frac_reward_zero_std", "completions/mean_length", "entropy", "loss", "step_time")
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The training records (those with a loss) of a run's metrics.jsonl."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; is {run} a memoryr run folder?")
+    with open(path) as f:
+        return [r for r in (json.loads(line) for line in f if line.strip()) if "loss" in r]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarise_run(run: Path) -> str:
+    """Rows of first-quarter vs last-quarter means for rewards, length, entropy and timing."""
+    records = read_metrics(run)
+    if not records:
+        return f"{run}: no training steps logged yet"
+    keys = [k for k in records[-1] if k.startswith(("rewards/", "memory/")) and k.endswith("mean")]
+    keys += [k for k in KEYS if k in records[-1]]
+    quarter = max(1, len(records) // 4)
+    lines = [f"run folder: {run}", f"steps logged: {len(records)} (last step {records[-1]['step']})", ""]
+    lines.append(f"{'metric':<36} {'first 25%':>10} {'last 25%':>10}")
+    for key in keys:
+        first = _mean([r[key] for r in records[:quarter] if r.get(key) is not None])
+        last = _mean([r[key] for r in records[-quarter:] if r.get(key) is not None])
+        lines.append(f"{key:<36} {first:>10.4g} {last:>10.4g}")
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""GRPO training: problems -> prompts -> TRL's GRPOTrainer with outcome and memory rewards -> a run folder.
+
+The run folder (`output_dir`) holds `run.json` (resolved config, library versions, seed, command),
+`metrics.jsonl` (one object per logged step), `completions.jsonl` (sampled completions with their
+rewards), and TRL checkpoints, each with the episodic memories saved beside the model in `memory/`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+
+from datasets import Dataset
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
+
+from memoryr.config import ScriptArguments, resolved_config
+from memoryr.data import load_problems
+from memoryr.models import load_tokenizer, resolve_model
+from memoryr.prompts import build_prompt
+from memoryr.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
+
+SAMPLES_PER_LOG = 4  # completions written to completions.jsonl at each logged step
+LIBRARIES = ("memoryr", "torch", "transformers", "trl", "accelerate", "datasets", "math-verify", "peft")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a run depends on, for the run record."""
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except Exception:
+            found[name] = "not installed"
+    return found
+
+
+def build_dataset(args: ScriptArguments, tokenizer, seed: int) -> Dataset:
+    """Training rows: the rendered prompt plus the columns rewards read (question, answer, prefill)."""
+    problems = load_problems(
+        args.task,
+        args.train_split,
+        path=args.data_path,
+        data_dir_setting=args.data_dir,
+        limit=args.train_limit,
+        seed=seed,
+        size=args.task_size,
+        shuffle=args.shuffle_problems,
+        question_field=args.question_field,
+        answer_field=args.answer_field,
+        task_config=json.loads(args.task_config) if args.task_config else None,
+    )
+    rows = [
+        {
+            "prompt": build_prompt(tokenizer, p.question, args.shots, args.exemplars, args.prefill),
+            "question": p.question,
+            "answer": p.answer,
+            "prefill": args.prefill,
+        }
+        for p in problems
+    ]
+    return Dataset.from_list(rows)
+
+
+def build_rewards(args: ScriptArguments, training_args: GRPOConfig):
+    """The reward callables named in the recipe, and the memory reward among them (or None)."""
+    funcs: list[RewardFn] = []
+    memory = None
+    max_len = args.cosine_max_len or training_args.max_completion_length
+    for name in args.reward_funcs:
+        if name in MEMORY_REWARDS:
+            if memory is not None:
+                raise ValueError("choose one memory reward: memoryr or memoryr+")
+            memory = build_memory_reward(args, exploration=name == "memoryr+")
+            funcs.append(memory)
+        else:
+            funcs.append(outcome_reward(name, args.grading, max_len))
+    return funcs, memory
+
+
+def build_memory_reward(args: ScriptArguments, exploration: bool):
+    """Memory-R (exploitation) or Memory-R+ (exploitation + exploration) as one reward callable."""
+    from memoryr.encoder import SentenceEncoder
+    from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
+
+    config = MemoryRewardConfig(
+        exploration=exploration,
+        k=args.memory_k,
+        max_keys=args.memory_max_keys,
+        max_per_key=args.memory_max_per_key,
+        window=args.memory_window,
+        beta_exploit=args.memory_beta_exploit,
+        beta_explore=args.memory_beta_explore,
+        tau_success=args.memory_tau_success,
+        tau_failure=args.memory_tau_failure,
+        explore_warmup=args.memory_explore_warmup,
+        mode=args.memory_mode,
+    )
+    return MemoryReward(config, SentenceEncoder(args.encoder), partial(correctness, grading=args.grading))
+
+
+class MemoryrTrainer(GRPOTrainer):
+    """GRPOTrainer that also writes metrics.jsonl / completions.jsonl and saves memories in checkpoints."""
+
+    def __init__(self, *args, memory=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.memory = memory
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        super().log(logs, start_time)
+        if not self.accelerator.is_main_process or not self.model.training:
+            return
+        record = self.state.log_history[-1]
+        out = Path(self.args.output_dir)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if "loss" in record:
+            self._write_samples(out / "completions.jsonl", self.state.global_step)
+
+    def _write_samples(self, path: Path, step: int) -> None:
+        prompts, completions = list(self._logs["prompt"]), list(self._logs["completion"])
+        rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
+        with open(path, "a") as f:
+            for i in range(min(SAMPLES_PER_LOG, len(completions))):
+                row = {
+                    "step": step,
+                    "prompt_tail": prompts[i][-200:],
+                    "completion": completions[i],
+                    "rewards": {name: values[i] for name, values in rewards.items()},
+                }
+                f.write(json.dumps(row) + "\n")
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.memory is not None and self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self.memory.save(folder / "memory")
+
+
+def write_run_record(path: Path, script_args, training_args, model_args) -> None:
+    """run.json: everything needed to know what this run was."""
+    record = {
+        "format_version": 1,
+        "config": resolved_config(script_args, training_args, model_args),
+        "versions": library_versions(),
+        "seed": training_args.seed,
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path.write_text(json.dumps(record, indent=2, default=str))
+
+
+def train(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> Path:
+    """Run GRPO with the configured rewards; returns the run folder."""
+    out = Path(training_args.output_dir)
+    checkpoint = None
+    if script_args.resume:
+        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {out}")
+    elif (out / "metrics.jsonl").exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+
+    model_path = resolve_model(model_args.model_name_or_path)
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    dataset = build_dataset(script_args, tokenizer, training_args.seed)
+    reward_funcs, memory = build_rewards(script_args, training_args)
+    if checkpoint is not None and memory is not None:
+        memory.load(Path(checkpoint) / "memory")
+    model_init = dict(training_args.model_init_kwargs or {})
+    if model_args.dtype is not None:
+        model_init["dtype"] = model_args.dtype
+    training_args.model_init_kwargs = model_init or None
+
+    trainer = MemoryrTrainer(
+        model=model_path,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        memory=memory,
+    )
+    if trainer.accelerator.is_main_process:
+        write_run_record(out / "run.json", script_args, training_args, model_args)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out / "final"))
+    if memory is not None and trainer.args.should_save:
+        memory.save(out / "final" / "memory")
+    return out
