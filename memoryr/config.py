@@ -101,7 +101,10 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
     except SystemExit as e:  # argparse already printed a one-line reason
         raise ConfigError("invalid command-line arguments (see `memoryr train --help`)") from e
     except ValueError as e:
-        raise ConfigError(str(e).splitlines()[0]) from None
+        message = str(e).splitlines()[0]
+        if "bf16/gpu" in message:
+            message += " On a CPU machine use a *-cpu recipe or pass --bf16 false --use_cpu true."
+        raise ConfigError(message) from None
     if model_args.model_name_or_path is None:
         raise ConfigError("no model: set model_name_or_path in the recipe or pass --model_name_or_path")
     if isinstance(script_args.task_config, dict):  # a YAML mapping in the recipe

@@ -113,7 +113,8 @@ def _build_tiny_random(target: Path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
+    folder, gguf_file = _smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)  # the tokenizer alone: fast
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,

@@ -55,18 +55,16 @@ def soft_format(completions: list, prefill=None, **kwargs) -> list[float]:
 
 
 def xml_count_score(text: str) -> float:
-    """0.125 per well-placed tag, minus 0.001 per character written after the closing answer tag."""
-    score = 0.0
-    if text.count("<reasoning>\n") == 1:
-        score += 0.125
-    if text.count("\n</reasoning>\n") == 1:
-        score += 0.125
-    if text.count("\n<answer>\n") == 1:
-        score += 0.125
-        score -= len(text.split("\n</answer>\n")[-1]) * 0.001
-    if text.count("\n</answer>") == 1:
-        score += 0.125
-        score -= (len(text.split("\n</answer>")[-1]) - 1) * 0.001
+    """0.125 per tag written exactly once, minus 0.001 per non-space character after </answer>.
+
+    The R1 reference code measures the trailing text with splits that, when the completion ends
+    right at "</answer>" without a newline, charge the whole completion's length; we charge only
+    what really follows the closing tag.
+    """
+    tags = ("<reasoning>\n", "\n</reasoning>\n", "\n<answer>\n", "\n</answer>")
+    score = sum(0.125 for tag in tags if text.count(tag) == 1)
+    if "</answer>" in text:
+        score -= len(text.rsplit("</answer>", 1)[1].strip()) * 0.001
     return score
 
 

@@ -97,9 +97,12 @@ def build_memory_reward(args: ScriptArguments, exploration: bool):
         beta_explore=args.memory_beta_explore,
         tau_success=args.memory_tau_success,
         tau_failure=args.memory_tau_failure,
-        explore_warmup=args.memory_explore_warmup,
         mode=args.memory_mode,
     )
+    if args.memory_mode == "paper":  # warm-up counted in training steps
+        config.explore_warmup_steps = args.memory_explore_warmup
+    else:  # the reference code counts stored failures
+        config.explore_warmup_failure_keys = args.memory_explore_warmup
     return MemoryReward(config, SentenceEncoder(args.encoder), partial(correctness, grading=args.grading))
 
 

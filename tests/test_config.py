@@ -1,0 +1,80 @@
+"""Recipes and the command line: overrides, and clear errors for bad keys and files."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memoryr.config import ConfigError, parse_config, valid_keys
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_every_recipe_parses_and_uses_known_rewards():
+    from memoryr.rewards import MEMORY_REWARDS, REWARDS
+
+    recipes = sorted(RECIPES.glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        on_cpu = ["--bf16", "false", "--use_cpu", "true"] if recipe.stem.endswith("-gpu") else []
+        script, training, model = parse_config(["--config", str(recipe), "--output_dir", "/tmp/unused", *on_cpu])
+        assert set(script.reward_funcs) <= set(REWARDS) | set(MEMORY_REWARDS), recipe
+        assert model.model_name_or_path
+
+
+def test_command_line_overrides_the_recipe():
+    recipe = str(RECIPES / "gsm8k-r1-cpu.yaml")
+    script, training, model = parse_config(
+        ["--config", recipe, "--model_name_or_path", "tiny-random", "--max_steps", "3", "--shots", "0"]
+    )
+    assert (model.model_name_or_path, training.max_steps, script.shots) == ("tiny-random", 3, 0)
+    assert script.prefill == "<reasoning>\n"  # from the recipe
+
+
+def test_unknown_key_in_recipe_lists_valid_keys(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": "tiny-random", "learning_rat": 1e-5}))
+    with pytest.raises(ConfigError) as err:
+        parse_config(["--config", str(recipe)])
+    message = str(err.value)
+    assert "unknown config key 'learning_rat'" in message and "did you mean: learning_rate" in message
+    assert "valid keys: " in message and "memory_k" in message and "num_generations" in message
+
+
+def test_unknown_flag_on_command_line():
+    with pytest.raises(ConfigError, match="unknown config key 'max_stepz' in the command line"):
+        parse_config(["--model_name_or_path", "tiny-random", "--max_stepz", "3"])  # checked before parsing
+
+
+def test_missing_recipe_bad_yaml_and_missing_model(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_config(["--config", str(tmp_path / "none.yaml")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("key: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config(["--config", str(bad)])
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        parse_config(["--config", str(listy)])
+    with pytest.raises(ConfigError, match="no model"):
+        parse_config(["--max_steps", "1", "--bf16", "false", "--use_cpu", "true"])
+    import torch
+
+    if not torch.cuda.is_available():  # GRPOConfig defaults to bf16, which needs a GPU
+        with pytest.raises(ConfigError, match="On a CPU machine use a \\*-cpu recipe"):
+            parse_config(["--model_name_or_path", "tiny-random"])
+
+
+def test_task_config_accepts_a_yaml_mapping(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model_name_or_path: tiny-random\nbf16: false\nuse_cpu: true\ntask_config: {max_terms: 2}\n")
+    script, _, _ = parse_config(["--config", str(recipe)])
+    assert script.task_config == '{"max_terms": 2}'
+    with pytest.raises(ConfigError, match="task_config must be a JSON object"):
+        parse_config(["--config", str(recipe), "--task_config", "[1]"])
+
+
+def test_valid_keys_cover_all_three_dataclasses():
+    keys = valid_keys()
+    assert {"task", "memory_window", "learning_rate", "beta", "lora_r", "model_name_or_path"} <= set(keys)

@@ -1,0 +1,77 @@
+"""Real GRPO runs with TRL's GRPOTrainer on the tiny random model: metrics, weights, memories, resume."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from safetensors.numpy import load_file
+
+from memoryr.config import parse_config
+from memoryr.train import train
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false"]
+
+
+def run(tmp: Path, recipe: str, *extra: str) -> Path:
+    args = parse_config(["--config", str(RECIPES / recipe), *TINY, "--output_dir", str(tmp), *extra])
+    return train(*args)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tiny_model_path, data_dir):
+    out = run(tmp_path / "run", "gsm8k-memoryrplus-cpu.yaml", "--max_steps", "3", "--save_steps", "3",
+              "--memory_explore_warmup", "1")
+    rows = [r for r in metrics(out) if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    required = ["rewards/correctness/mean", "rewards/correctness/std", "rewards/xml_count/mean", "rewards/memoryr+/mean",
+                "completions/mean_length", "completions/min_length", "completions/max_length",
+                "completions/clipped_ratio", "frac_reward_zero_std", "loss", "learning_rate", "step_time",
+                "memory/failure_entries", "memory/seconds"]
+    for key in required:
+        assert key in rows[-1], key
+    assert rows[0]["memory/failure_entries"] == 8 and rows[-1]["memory/failure_entries"] == 24
+    # from step 2 on the failure memory makes rewards differ inside a group, so the policy moves
+    assert rows[-1]["frac_reward_zero_std"] < 1.0
+    before = load_file(str(Path(tiny_model_path) / "model.safetensors"))
+    after = load_file(str(out / "final" / "model.safetensors"))
+    assert any(not (before[k] == after[k]).all() for k in before)
+    assert (out / "checkpoint-3" / "memory" / "memory_failure.safetensors").exists()
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["script"]["reward_funcs"][-1] == "memoryr+" and record["versions"]["trl"].startswith("1.16")
+    samples = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    assert samples and {"step", "completion", "rewards"} <= set(samples[0])
+
+
+@pytest.mark.slow
+def test_resume_reproduces_memory_and_rewards_of_uninterrupted_run(tmp_path, tiny_model_path, data_dir):
+    steps = ["--max_steps", "4", "--save_steps", "2", "--memory_explore_warmup", "1"]
+    full = run(tmp_path / "full", "gsm8k-memoryrplus-cpu.yaml", *steps)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    shutil.copytree(full / "checkpoint-2", resumed_dir / "checkpoint-2")
+    shutil.copy(full / "run.json", resumed_dir / "run.json")
+    resumed = run(resumed_dir, "gsm8k-memoryrplus-cpu.yaml", *steps, "--resume", "true")
+    memory_keys = ["rewards/memoryr+/mean", "rewards/memoryr+/std", "memory/failure_entries", "memory/explore_raw_mean"]
+    full_rows = {r["step"]: r for r in metrics(full) if "loss" in r}
+    resumed_rows = {r["step"]: r for r in metrics(resumed) if "loss" in r}
+    assert sorted(resumed_rows) == [3, 4]
+    for step in (3, 4):
+        for key in memory_keys:
+            assert resumed_rows[step][key] == full_rows[step][key], (step, key)
+    for name in ("memory_success.safetensors", "memory_failure.safetensors", "memory_state.json"):
+        assert (full / "checkpoint-4" / "memory" / name).read_bytes() == (resumed / "checkpoint-4" / "memory" / name).read_bytes()
+
+
+def test_resume_without_checkpoint_and_reused_output_dir_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run(tmp_path / "none", "gsm8k-r1-cpu.yaml", "--resume", "true")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "metrics.jsonl").write_text("")
+    with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
+        run(tmp_path / "used", "gsm8k-r1-cpu.yaml")
