@@ -65,9 +65,39 @@ def _models(argv: list[str]) -> None:
         print(resolve_model(args.name))
 
 
+def _memory(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="memoryr memory", description="Look inside saved episodic memories.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    inspect = sub.add_parser("inspect", help="Sizes, newest entries, and what a question retrieves.")
+    inspect.add_argument("path", metavar="RUN_OR_CHECKPOINT", help="a run folder, a checkpoint-N folder or a memory folder")
+    inspect.add_argument("--query", help="a question: show the nearest stored successful and failed reasoning")
+    inspect.add_argument("--k", type=int, default=1, help="query keys to retrieve (default 1)")
+    args = parser.parse_args(argv)
+    from memoryr.memory_inspect import inspect_memory
+
+    print(inspect_memory(args.path, query=args.query, k=args.k))
+
+
+def _bench(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="memoryr bench", description="Benchmarks: print figures, assert nothing.")
+    sub = parser.add_subparsers(dest="what", required=True)
+    memory = sub.add_parser("memory", help="Memory reward cost: encode / retrieve+score / update per completion.")
+    memory.add_argument("--keys", type=int, nargs="+", default=[1000, 10000], help="stored query keys (default 1000 10000)")
+    memory.add_argument("--per-key", type=int, default=100, help="responses per key (default 100)")
+    memory.add_argument("--group", type=int, default=16, help="completions per group, G (default 16)")
+    memory.add_argument("--steps", type=int, default=50, help="timed groups per size (default 50)")
+    args = parser.parse_args(argv)
+    from memoryr.bench_memory import format_memory_bench, run_memory_bench
+
+    results = run_memory_bench(tuple(args.keys), args.per_key, args.group, args.steps)
+    print(format_memory_bench(results))
+
+
 COMMANDS = {
     "train": (_train, "GRPO training from a YAML recipe"),
     "models": (_models, "list / prepare model aliases"),
+    "memory": (_memory, "inspect saved episodic memories"),
+    "bench": (_bench, "benchmarks (memory, eval)"),
 }
 
 

@@ -51,7 +51,7 @@ class ScriptArguments:
     memory_beta_explore: float = field(default=1.0, metadata={"help": "beta_e: weight of the exploration reward (memoryr+ only)."})
     memory_tau_success: float = field(default=0.5, metadata={"help": "tau_s: correctness above this goes to the success memory."})
     memory_tau_failure: float = field(default=0.5, metadata={"help": "tau_f: correctness at or below this goes to the failure memory."})
-    memory_explore_warmup: int = field(default=50, metadata={"help": "Exploration starts after this many steps (paper mode) or stored failures (reference mode)."})
+    memory_explore_warmup: int = field(default=50, metadata={"help": "Exploration starts after this many training steps (paper mode) or failure-memory questions (reference mode)."})
     memory_mode: str = field(default="paper", metadata={"help": "paper (score, then insert) or reference (the public code's choices)."})
     eval_task: str | None = field(default=None, metadata={"help": "Held-out task evaluated every eval_steps (default: the training task)."})
     eval_split: str = field(default="test", metadata={"help": "Split of the held-out task."})

@@ -2,6 +2,7 @@
 
 from memoryr.config import ConfigError
 from memoryr.data import DataError
+from memoryr.memory import MemoryFileError
 from memoryr.models import ModelError
 
-EXPECTED_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError, FileExistsError, ValueError)
+EXPECTED_ERRORS = (ConfigError, DataError, ModelError, MemoryFileError, FileNotFoundError, FileExistsError, ValueError)

@@ -32,13 +32,12 @@ def extract_answer(text: str, mode: str = "strict") -> str | None:
 
 
 def extract_reasoning(text: str) -> str:
-    """The reasoning part of a completion: inside <reasoning> tags, before a lone </reasoning>, else all."""
+    """The reasoning part of a completion: inside its <reasoning> tags, or whatever part of them it wrote."""
     match = _REASONING_RE.search(text)
     if match:
         return match.group(1).strip()
-    if "</reasoning>" in text:
-        return text.split("</reasoning>", 1)[0].replace("<reasoning>", "").strip()
-    return text.strip()
+    before_close = text.split("</reasoning>", 1)[0]  # a pre-filled or truncated block lacks one tag
+    return before_close.replace("<reasoning>", "", 1).strip()
 
 
 def normalise(answer: str) -> str:

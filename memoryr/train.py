@@ -7,6 +7,7 @@ rewards), and TRL checkpoints, each with the episodic memories saved beside the 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -14,12 +15,15 @@ from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
+from accelerate import PartialState
 from datasets import Dataset
+from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
 from memoryr.config import ScriptArguments, resolved_config
-from memoryr.data import load_problems
+from memoryr.data import Problem, load_problems
+from memoryr.evaluate import evaluate
 from memoryr.models import load_tokenizer, resolve_model
 from memoryr.prompts import build_prompt
 from memoryr.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
@@ -39,21 +43,26 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def build_dataset(args: ScriptArguments, tokenizer, seed: int) -> Dataset:
-    """Training rows: the rendered prompt plus the columns rewards read (question, answer, prefill)."""
-    problems = load_problems(
-        args.task,
-        args.train_split,
-        path=args.data_path,
+def load_split(args: ScriptArguments, task: str, split: str, limit: int | None, seed: int) -> list[Problem]:
+    """Problems of one split of a task, with the run's data settings."""
+    return load_problems(
+        task,
+        split,
+        path=args.data_path if (task, split) == (args.task, args.train_split) else None,
         data_dir_setting=args.data_dir,
-        limit=args.train_limit,
+        limit=limit,
         seed=seed,
         size=args.task_size,
-        shuffle=args.shuffle_problems,
+        shuffle=args.shuffle_problems and split == args.train_split,
         question_field=args.question_field,
         answer_field=args.answer_field,
         task_config=json.loads(args.task_config) if args.task_config else None,
     )
+
+
+def build_dataset(args: ScriptArguments, tokenizer, seed: int) -> Dataset:
+    """Training rows: the rendered prompt plus the columns rewards read (question, answer, prefill)."""
+    problems = load_split(args, args.task, args.train_split, args.train_limit, seed)
     rows = [
         {
             "prompt": build_prompt(tokenizer, p.question, args.shots, args.exemplars, args.prefill),
@@ -87,6 +96,8 @@ def build_memory_reward(args: ScriptArguments, exploration: bool):
     from memoryr.encoder import SentenceEncoder
     from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
 
+    # the paper counts the exploration warm-up in training steps, the reference code in failure questions
+    warmup = "explore_warmup_steps" if args.memory_mode == "paper" else "explore_warmup_failure_keys"
     config = MemoryRewardConfig(
         exploration=exploration,
         k=args.memory_k,
@@ -98,12 +109,51 @@ def build_memory_reward(args: ScriptArguments, exploration: bool):
         tau_success=args.memory_tau_success,
         tau_failure=args.memory_tau_failure,
         mode=args.memory_mode,
+        **{warmup: args.memory_explore_warmup},
     )
-    if args.memory_mode == "paper":  # warm-up counted in training steps
-        config.explore_warmup_steps = args.memory_explore_warmup
-    else:  # the reference code counts stored failures
-        config.explore_warmup_failure_keys = args.memory_explore_warmup
     return MemoryReward(config, SentenceEncoder(args.encoder), partial(correctness, grading=args.grading))
+
+
+class HeldOutEval(TrainerCallback):
+    """Greedy pass@1 on a fixed held-out subset every `eval_steps` and at the end; tracks best and last.
+
+    Results go to metrics.jsonl as `eval/accuracy` and `eval/parse_rate`, and to `evals.json` with the
+    best and last step (the paper reports accuracy as "best (last)").
+    """
+
+    def __init__(self, args: ScriptArguments, training_args: GRPOConfig, tokenizer, out: Path):
+        task = args.eval_task or args.task
+        self.problems = load_split(args, task, args.eval_split, args.eval_limit, training_args.seed)
+        self.task, self.args, self.tokenizer, self.out = task, args, tokenizer, out
+        self.max_new_tokens = training_args.max_completion_length
+        self.every = training_args.eval_steps
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if not (step == state.max_steps or (self.every and step % int(self.every) == 0)):
+            return
+        if state.is_world_process_zero:
+            result = evaluate(
+                model, self.tokenizer, self.problems, shots=self.args.shots, exemplars=self.args.exemplars,
+                prefill=self.args.prefill, grading=self.args.grading, batch_size=self.args.eval_batch_size,
+                max_new_tokens=self.max_new_tokens, seed=args.seed, progress=False,
+            )
+            self._record(step, result)
+        PartialState().wait_for_everyone()
+
+    def _record(self, step: int, result: dict) -> None:
+        row = {"step": step, "eval/accuracy": result["pass@1"], "eval/parse_rate": result["parse_rate"],
+               "eval/task": self.task, "eval/n": result["n"]}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        path = self.out / "evals.json"
+        record = json.loads(path.read_text()) if path.exists() else {"task": self.task, "history": []}
+        record["history"].append({"step": step, "accuracy": result["pass@1"], "parse_rate": result["parse_rate"]})
+        record["last"] = record["history"][-1]
+        record["best"] = max(record["history"], key=lambda h: (h["accuracy"], -h["step"]))
+        path.write_text(json.dumps(record, indent=2))
+        print(f"[memoryr] step {step}: held-out {self.task} accuracy {result['pass@1']:.3f} "
+              f"(best {record['best']['accuracy']:.3f} at step {record['best']['step']})")
 
 
 class MemoryrTrainer(GRPOTrainer):
@@ -169,6 +219,9 @@ def train(script_args: ScriptArguments, training_args: GRPOConfig, model_args: M
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another output_dir")
     out.mkdir(parents=True, exist_ok=True)
 
+    if training_args.use_vllm and importlib.util.find_spec("vllm") is None:
+        print("[memoryr] vLLM is not installed: generating with transformers instead")
+        training_args.use_vllm = False
     model_path = resolve_model(model_args.model_name_or_path)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     dataset = build_dataset(script_args, tokenizer, training_args.seed)
@@ -187,6 +240,7 @@ def train(script_args: ScriptArguments, training_args: GRPOConfig, model_args: M
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        callbacks=[HeldOutEval(script_args, training_args, tokenizer, out)] if script_args.eval_limit > 0 else None,
         memory=memory,
     )
     if trainer.accelerator.is_main_process:

@@ -11,7 +11,8 @@ from memoryr.config import parse_config
 from memoryr.train import train
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false"]
+TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
+        "--eval_limit", "4", "--eval_batch_size", "4"]
 
 
 def run(tmp: Path, recipe: str, *extra: str) -> Path:
@@ -44,6 +45,9 @@ def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tin
     assert (out / "checkpoint-3" / "memory" / "memory_failure.safetensors").exists()
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["script"]["reward_funcs"][-1] == "memoryr+" and record["versions"]["trl"].startswith("1.16")
+    evals = json.loads((out / "evals.json").read_text())
+    assert evals["task"] == "gsm8k" and evals["last"]["step"] == 3 and 0.0 <= evals["best"]["accuracy"] <= 1.0
+    assert any("eval/accuracy" in r for r in metrics(out))
     samples = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
     assert samples and {"step", "completion", "rewards"} <= set(samples[0])
 
