@@ -86,6 +86,18 @@ def _bench(argv: list[str]) -> None:
     memory.add_argument("--per-key", type=int, default=100, help="responses per key (default 100)")
     memory.add_argument("--group", type=int, default=16, help="completions per group, G (default 16)")
     memory.add_argument("--steps", type=int, default=50, help="timed groups per size (default 50)")
+    sub.add_parser("eval", help="Batched evaluation against a batch-1 loop (see `bench eval --help`).", add_help=False)
+    sub.add_parser("step", help="Time GRPO steps of a recipe under CPU setting variants (see --help).", add_help=False)
+    if argv[:1] == ["eval"]:
+        from memoryr.bench_eval import bench_eval_cli
+
+        bench_eval_cli(argv[1:])
+        return
+    if argv[:1] == ["step"]:
+        from memoryr.bench_step import main as bench_step_main
+
+        bench_step_main(argv[1:])
+        return
     args = parser.parse_args(argv)
     from memoryr.bench_memory import format_memory_bench, run_memory_bench
 
@@ -93,11 +105,25 @@ def _bench(argv: list[str]) -> None:
     print(format_memory_bench(results))
 
 
+def _eval(argv: list[str]) -> None:
+    from memoryr.evaluate import eval_cli
+
+    eval_cli(argv)
+
+
+def _report(argv: list[str]) -> None:
+    from memoryr.report import report_cli
+
+    report_cli(argv)
+
+
 COMMANDS = {
     "train": (_train, "GRPO training from a YAML recipe"),
+    "eval": (_eval, "evaluate a model or run: pass@1, maj@k, pass@k"),
+    "report": (_report, "plots, paper-style table and collapse flags for runs"),
     "models": (_models, "list / prepare model aliases"),
     "memory": (_memory, "inspect saved episodic memories"),
-    "bench": (_bench, "benchmarks (memory, eval)"),
+    "bench": (_bench, "benchmarks (memory, eval, step)"),
 }
 
 

@@ -17,7 +17,8 @@ GRADING_MODES = ("strict", "last_number")
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _REASONING_RE = re.compile(r"<reasoning>(.*?)</reasoning>", re.DOTALL)
-_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+# thousands separators only in groups of three ("1,234"), so "(2,5)" is two numbers
+_NUMBER_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
 
 
 def extract_answer(text: str, mode: str = "strict") -> str | None:
@@ -70,6 +71,7 @@ def is_correct(predicted: str | None, gold: str) -> bool:
     """Whether an extracted answer equals the gold answer (math-verify, then normalised exact match)."""
     if predicted is None or not predicted.strip():
         return False
+    predicted = predicted.replace("\\$", "$")  # a LaTeX-escaped dollar sign is still a dollar sign
     verdict = _math_verify(gold, predicted)
     if verdict:
         return True

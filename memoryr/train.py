@@ -24,6 +24,7 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 from memoryr.config import ScriptArguments, resolved_config
 from memoryr.data import Problem, load_problems
 from memoryr.evaluate import evaluate
+from memoryr.hardware import cpu_precision_fallback
 from memoryr.models import load_tokenizer, resolve_model
 from memoryr.prompts import build_prompt
 from memoryr.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
@@ -207,8 +208,13 @@ def write_run_record(path: Path, script_args, training_args, model_args) -> None
     path.write_text(json.dumps(record, indent=2, default=str))
 
 
-def train(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> Path:
-    """Run GRPO with the configured rewards; returns the run folder."""
+def train(
+    script_args: ScriptArguments,
+    training_args: GRPOConfig,
+    model_args: ModelConfig,
+    trainer_cls: type[MemoryrTrainer] = MemoryrTrainer,
+) -> Path:
+    """Run GRPO with the configured rewards (with `trainer_cls`, e.g. a timed one); returns the run folder."""
     out = Path(training_args.output_dir)
     checkpoint = None
     if script_args.resume:
@@ -222,6 +228,9 @@ def train(script_args: ScriptArguments, training_args: GRPOConfig, model_args: M
     if training_args.use_vllm and importlib.util.find_spec("vllm") is None:
         print("[memoryr] vLLM is not installed: generating with transformers instead")
         training_args.use_vllm = False
+    notice = cpu_precision_fallback(training_args)
+    if notice:
+        print(f"[memoryr] {notice}")
     model_path = resolve_model(model_args.model_name_or_path)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     dataset = build_dataset(script_args, tokenizer, training_args.seed)
@@ -233,7 +242,7 @@ def train(script_args: ScriptArguments, training_args: GRPOConfig, model_args: M
         model_init["dtype"] = model_args.dtype
     training_args.model_init_kwargs = model_init or None
 
-    trainer = MemoryrTrainer(
+    trainer = trainer_cls(
         model=model_path,
         reward_funcs=reward_funcs,
         args=training_args,

@@ -1,0 +1,453 @@
+"""Evaluation: greedy pass@1, or k samples per problem for pass@k and maj@k, resumable from a samples file.
+
+Prompts are rendered exactly as in training (`build_prompt`) and each completion is graded on
+`prefill + completion`. Generation is batched and left-padded with transformers (or vLLM on a GPU
+when it is installed). With a samples file, every finished problem is appended as one JSON line,
+so an interrupted evaluation picks up where it stopped and the metrics are always recomputed from
+the file. A sample record holds: index, question, gold, completions (the generated text, pre-fill
+not included), num_tokens (up to and including EOS), extracted and correct (one per completion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+
+from memoryr.data import DataError, Problem, load_problems
+from memoryr.grading import GRADING_MODES, grade, normalise
+from memoryr.prompts import EXEMPLARS, build_prompt
+
+BACKENDS = ("auto", "transformers", "vllm")
+SAMPLE_FIELDS = {"index", "question", "gold", "completions", "num_tokens", "extracted", "correct"}
+RESULTS_FORMAT_VERSION = 1
+# results.json settings that decide what is generated and how it is graded: a resumed evaluation
+# must match them all (limit and batch size may change between attempts).
+RESUME_SETTINGS = ("model_path", "task", "split", "seed", "shots", "exemplars", "prefill", "grading",
+                   "max_new_tokens", "num_samples", "temperature")
+
+
+# ---------------------------------------------------------------- estimators
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chen et al. (2021)'s unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k)."""
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """The most frequent answer, grouping answers equal after `grading.normalise`; None answers do not vote.
+
+    Ties go to the group whose first member appears earliest; the group's first member is returned.
+    """
+    groups: dict[str, tuple[int, str]] = {}  # normalised -> (count, first raw answer); dicts keep first-seen order
+    for answer in answers:
+        if answer is None:
+            continue
+        key = normalise(answer)
+        count, first = groups.get(key, (0, answer))
+        groups[key] = (count + 1, first)
+    if not groups:
+        return None
+    best = max(groups.values(), key=lambda group: group[0])  # max keeps the earliest of equal counts
+    return best[1]
+
+
+def maj_at_k_correct(answers: list[str | None], correct: list[bool]) -> bool:
+    """Whether the majority answer of k samples is correct (the verdict of the winning group's first member)."""
+    if len(answers) != len(correct):
+        raise ValueError(f"got {len(answers)} answers but {len(correct)} verdicts")
+    voted = majority_vote(answers)
+    return voted is not None and correct[answers.index(voted)]
+
+
+def sample_metrics(records: list[dict]) -> dict:
+    """n, pass@1, pass@j for powers of two j up to k and k itself, maj@k, parse rate and mean length, from sample records."""
+    if not records:
+        return {"n": 0}
+    k = min(len(r["completions"]) for r in records)
+    n = len(records)
+    correct_counts = [sum(r["correct"][:k]) for r in records]
+    metrics = {"n": n, "pass@1": sum(c / k for c in correct_counts) / n}
+    if k > 1:
+        ks = sorted({2**i for i in range(1, k.bit_length()) if 2**i < k} | {k})
+        for j in ks:
+            metrics[f"pass@{j}"] = sum(pass_at_k(k, c, j) for c in correct_counts) / n
+        metrics[f"maj@{k}"] = sum(maj_at_k_correct(r["extracted"][:k], r["correct"][:k]) for r in records) / n
+    extracted = [a for r in records for a in r["extracted"][:k]]
+    metrics["parse_rate"] = sum(a is not None for a in extracted) / len(extracted)
+    lengths = [t for r in records for t in r["num_tokens"][:k]]
+    metrics["mean_length"] = sum(lengths) / len(lengths)
+    return metrics
+
+
+# ---------------------------------------------------------------- samples file
+
+
+def read_samples(path: Path) -> dict[int, dict]:
+    """Sample records by problem index. A last line without its newline (an interrupted write) is
+    repaired in the file: completed if it is whole, dropped if it was cut off."""
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        try:
+            json.loads(lines[-1])
+            lines[-1] += "\n"
+        except json.JSONDecodeError:
+            lines.pop()
+        path.write_text("".join(lines), encoding="utf-8")
+    records: dict[int, dict] = {}
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not SAMPLE_FIELDS <= record.keys():
+            raise DataError(f"{path}:{line_no}: not a sample record; remove the file to start the evaluation afresh")
+        records[record["index"]] = record
+    return records
+
+
+def _check_recorded(records: dict[int, dict], problems: list[Problem], path: Path) -> None:
+    for index, record in records.items():
+        if index < len(problems) and record["question"] != problems[index].question:
+            raise ValueError(f"{path} was written for other problems (index {index} differs); use another samples file")
+
+
+# ---------------------------------------------------------------- generation backends
+
+
+def _is_vllm(model) -> bool:
+    return type(model).__module__.split(".")[0] == "vllm"
+
+
+def _hf_generate(model, tokenizer, prompts, num_samples, temperature, max_new_tokens) -> list[list[tuple[str, int]]]:
+    """(text, token count) of num_samples completions per prompt from one left-padded `generate` call."""
+    import torch
+    from transformers import GenerationConfig
+
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; load it with memoryr.models.load_tokenizer")
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos_ids = sorted({tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None})
+    sampling = {"temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {}
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0,
+        num_return_sequences=num_samples,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos_ids,
+        use_cache=True,
+        cache_implementation="static",  # preallocated: no per-step torch.cat of the KV cache (~10% faster on CPU)
+        disable_compile=True,  # a static cache would otherwise trigger torch.compile on GPUs, per batch shape
+        **sampling,
+    )
+    device = next(model.parameters()).device
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    batch = batch.to(device)
+    with torch.inference_mode():
+        output = model.generate(**batch, generation_config=config)
+    new_tokens = output[:, batch["input_ids"].shape[1] :].cpu()
+    is_eos = torch.isin(new_tokens, torch.tensor(eos_ids))
+    # A completion ends at (and includes) its first EOS; what follows is padding.
+    lengths = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, new_tokens.shape[1]).tolist()
+    texts = tokenizer.batch_decode([row[:n] for row, n in zip(new_tokens, lengths)], skip_special_tokens=True)
+    pairs = list(zip(texts, lengths))
+    return [pairs[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
+
+
+def _vllm_generate(
+    llm, tokenizer, prompts, num_samples, temperature, max_new_tokens, seed
+) -> list[list[tuple[str, int]]]:
+    """The same through a `vllm.LLM` (given token ids, so no second BOS is added), which schedules the batch itself."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    outputs = llm.generate([{"prompt_token_ids": row} for row in ids], params, use_tqdm=False)
+    return [[(c.text, len(c.token_ids)) for c in out.outputs] for out in outputs]
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    *,
+    shots: int = 0,
+    exemplars: str = "word",
+    prefill: str = "",
+    grading: str = "strict",
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+    sample_path: Path | None = None,
+) -> dict:
+    """Generate for every problem (greedy when k=1 and temperature=0, else k samples) and grade them.
+
+    `model` is a transformers causal LM (its train/eval mode and the global RNG are restored after)
+    or a `vllm.LLM`. `batch_size` counts sequences per `generate` call, so batch_size // k problems
+    go in together, longest prompts first. Returns `sample_metrics` of these problems; with
+    `sample_path`, problems already recorded there are skipped and new ones appended. Sampling is
+    seeded per batch (seed + index of its first problem).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if grading not in GRADING_MODES:
+        raise ValueError(f"unknown grading mode {grading!r}; choose one of {', '.join(GRADING_MODES)}")
+    if num_samples < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("num_samples, batch_size and max_new_tokens must be at least 1")
+    if temperature < 0 or (num_samples > 1 and temperature == 0):
+        raise ValueError(f"k={num_samples} samples need a temperature > 0 (got {temperature})")
+    records: dict[int, dict] = {}
+    if sample_path is not None:
+        records = read_samples(Path(sample_path))
+        _check_recorded(records, problems, Path(sample_path))
+    pending = [i for i in range(len(problems)) if i not in records]
+    prompts = {i: build_prompt(tokenizer, problems[i].question, shots, exemplars, prefill) for i in pending}
+    pending.sort(key=lambda i: -len(prompts[i]))  # similar lengths share a batch (less padding); longest first
+    per_call = max(1, batch_size // num_samples)
+    vllm = _is_vllm(model)
+    was_training = False if vllm else model.training
+    cuda = [] if vllm or next(model.parameters()).device.type != "cuda" else [next(model.parameters()).device.index]
+    bar = tqdm(total=len(problems), initial=len(problems) - len(pending), desc="eval", unit="problem", disable=not progress)
+    try:
+        if not vllm:
+            model.eval()
+        with torch.random.fork_rng(devices=cuda):
+            for start in range(0, len(pending), per_call):
+                chunk = pending[start : start + per_call]
+                texts = [prompts[i] for i in chunk]
+                torch.manual_seed(seed + chunk[0])
+                if vllm:
+                    outputs = _vllm_generate(
+                        model, tokenizer, texts, num_samples, temperature, max_new_tokens, seed + chunk[0]
+                    )
+                else:
+                    outputs = _hf_generate(model, tokenizer, texts, num_samples, temperature, max_new_tokens)
+                new = [_record(i, problems[i], samples, prefill, grading) for i, samples in zip(chunk, outputs)]
+                records.update((r["index"], r) for r in new)
+                if sample_path is not None:
+                    with open(sample_path, "a", encoding="utf-8") as f:
+                        f.writelines(json.dumps(r) + "\n" for r in new)
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+        if not vllm:
+            model.train(was_training)
+    return sample_metrics([records[i] for i in range(len(problems))])
+
+
+def _record(index: int, problem: Problem, samples: list[tuple[str, int]], prefill: str, grading: str) -> dict:
+    graded = [grade(prefill + text, problem.answer, grading) for text, _ in samples]
+    return {
+        "index": index,
+        "question": problem.question,
+        "gold": problem.answer,
+        "completions": [text for text, _ in samples],
+        "num_tokens": [n for _, n in samples],
+        "extracted": [extracted for extracted, _ in graded],
+        "correct": [correct for _, correct in graded],
+    }
+
+
+# ---------------------------------------------------------------- command line
+
+
+def resolve_eval_model(name: str) -> str:
+    """A loadable model from an alias, hub id, model folder, or memoryr run folder (its final/ or newest checkpoint)."""
+    from memoryr.models import resolve_model
+
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return resolve_model(name)
+
+    def is_model(folder: Path) -> bool:
+        return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
+
+    if is_model(path):
+        return str(path)
+    if is_model(path / "final"):
+        return str(path / "final")
+    checkpoints = [p for p in path.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and is_model(p)]
+    if checkpoints:
+        return str(max(checkpoints, key=lambda p: int(p.name.split("-")[-1])))
+    if (path / "run.json").exists():
+        raise FileNotFoundError(f"run folder {path} has no final/ model and no checkpoint-* folder yet")
+    raise FileNotFoundError(f"{path} is neither a model folder (config.json) nor a memoryr run folder (run.json)")
+
+
+def choose_backend(backend: str) -> str:
+    """vllm when asked, or on 'auto' when vllm is importable and CUDA is available; else transformers."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    import torch
+
+    has_vllm = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if backend == "vllm" and not has_vllm:
+        raise ValueError("--backend vllm needs the vllm package and a CUDA GPU")
+    return "vllm" if backend == "vllm" or (backend == "auto" and has_vllm) else "transformers"
+
+
+def load_for_eval(model_path: str, backend: str, seed: int):
+    """(model, tokenizer) for `evaluate`: a transformers model on the GPU if there is one, or a vllm.LLM."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from memoryr.models import load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(model_path)
+        if backend == "vllm":
+            from vllm import LLM
+
+            return LLM(model=model_path, seed=seed), tokenizer
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
+    except OSError as e:  # neither a local model folder nor a reachable hub id
+        raise FileNotFoundError(f"cannot load model {model_path!r}: {str(e).splitlines()[0]}") from None
+    return model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memoryr eval",
+        description="Evaluate a model on a math task: greedy pass@1, or --num-samples k for pass@k and maj@k. "
+        "Writes OUTPUT/results.json and OUTPUT/samples.jsonl; rerunning with the same OUTPUT and settings "
+        "resumes an interrupted evaluation.",
+        epilog="example: memoryr eval --model runs/demo --task gsm8k --limit 100 --shots 1 "
+        "--prefill '<reasoning>\\n' --output runs/demo/eval-gsm8k",
+    )
+    parser.add_argument("--model", required=True, help="model alias, hub id, model folder, or memoryr run/checkpoint folder")
+    parser.add_argument("--task", required=True, help="gsm8k, math500, aime24, reasoning-gym:<task> or jsonl:PATH")
+    parser.add_argument("--split", default="test", help="split of the task (default: test)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
+    parser.add_argument("--data-dir", default=None, help="folder with gsm8k/, math500/, aime24/ (default: MEMORYR_DATA_DIR)")
+    parser.add_argument("--output", required=True, type=Path, help="folder for results.json and samples.jsonl")
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate call (default: 32)")
+    parser.add_argument("--num-samples", type=int, default=1, help="k completions per problem (k > 1 needs --temperature)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 with k=1 is greedy")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit (default: 256)")
+    parser.add_argument("--shots", type=int, default=0, help="worked exemplars before the question (0-3)")
+    parser.add_argument("--exemplars", default="word", choices=sorted(EXEMPLARS), help="exemplar set (default: word)")
+    parser.add_argument(
+        "--prefill", default="", help="text that starts the assistant turn; a typed \\n is a newline, e.g. '<reasoning>\\n'"
+    )
+    parser.add_argument("--grading", default="strict", choices=GRADING_MODES, help="strict (<answer> tag) or last_number")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (and reasoning-gym generator seed)")
+    parser.add_argument(
+        "--backend", default="auto", choices=BACKENDS, help="auto: vllm when installed with CUDA, else transformers"
+    )
+    return parser
+
+
+def eval_cli(argv: list[str]) -> None:
+    """`memoryr eval`: evaluate a model on a task and write results.json + samples.jsonl (resumable)."""
+    from memoryr.train import library_versions
+
+    args = _parser().parse_args(argv)
+    prefill = args.prefill.replace("\\n", "\n")  # a typed backslash-n means a newline
+    settings = {
+        "model": args.model,
+        "model_path": resolve_eval_model(args.model),
+        "task": args.task,
+        "split": args.split,
+        "limit": args.limit,
+        "seed": args.seed,
+        "shots": args.shots,
+        "exemplars": args.exemplars,
+        "prefill": prefill,
+        "grading": args.grading,
+        "max_new_tokens": args.max_new_tokens,
+        "num_samples": args.num_samples,
+        "temperature": args.temperature,
+        "batch_size": args.batch_size,
+        "backend": choose_backend(args.backend),
+    }
+    out: Path = args.output
+    results_path, samples_path = out / "results.json", out / "samples.jsonl"
+    if samples_path.exists():
+        if not results_path.exists():
+            raise FileNotFoundError(f"{samples_path} has no results.json beside it; remove it or choose another --output")
+        previous = json.loads(results_path.read_text()).get("settings", {})
+        changed = [k for k in RESUME_SETTINGS if previous.get(k) != settings[k]]
+        if changed:
+            diff = ", ".join(f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in changed)
+            raise ValueError(f"{out} holds an evaluation with other settings ({diff}); choose another --output")
+    problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "format_version": RESULTS_FORMAT_VERSION,
+        "status": "running",
+        "task": args.task,
+        "split": args.split,
+        "model": args.model,
+        "settings": settings,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": library_versions(),
+    }
+    results_path.write_text(json.dumps(record, indent=2))
+    done_before = set(read_samples(samples_path))
+
+    model, tokenizer = load_for_eval(settings["model_path"], settings["backend"], args.seed)
+    began = time.perf_counter()
+    metrics = evaluate(
+        model,
+        tokenizer,
+        problems,
+        shots=args.shots,
+        exemplars=args.exemplars,
+        prefill=prefill,
+        grading=args.grading,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        num_samples=args.num_samples,
+        temperature=args.temperature,
+        seed=args.seed,
+        sample_path=samples_path,
+    )
+    seconds = time.perf_counter() - began
+    new = [r for i, r in read_samples(samples_path).items() if i not in done_before and i < len(problems)]
+    tokens = sum(sum(r["num_tokens"]) for r in new)
+    record.update(
+        status="complete",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        metrics=metrics,
+        timing={
+            "seconds": round(seconds, 2),
+            "problems_generated": len(new),
+            "completion_tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        },
+    )
+    results_path.write_text(json.dumps(record, indent=2))
+    print(format_summary(record))
+
+
+def format_summary(record: dict) -> str:
+    """A few lines: task, model, the metrics in %, timing and where the files are."""
+    m = record["metrics"]
+    scores = "  ".join(f"{k} {100 * v:.1f}%" for k, v in m.items() if k.startswith(("pass@", "maj@")) or k == "parse_rate")
+    t = record["timing"]
+    path = record["settings"]["model_path"]
+    model = record["model"] if path in (record["model"], str(Path(record["model"]))) else f"{record['model']} ({path})"
+    return (
+        f"{record['task']} ({record['split']})  model {model}  n={m['n']}\n"
+        f"{scores}  mean length {m.get('mean_length', 0):.0f} tokens\n"
+        f"generated {t['problems_generated']} problems in {t['seconds']:.1f} s ({t['tokens_per_s']} tokens/s)"
+    )

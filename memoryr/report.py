@@ -1,0 +1,445 @@
+"""Reports over run folders: training-curve plots, the paper's accuracy table, and collapse flags.
+
+`report(runs, out, thresholds)` reads each run's run.json and metrics.jsonl and writes PNG plots
+(runs of one method share a colour), `report.md` (eval accuracy "best (last)" in %, mean ± std over
+seeds, one column per method as in the paper's Table 1, then per-run collapse flags) and
+`report.json` (the same numbers, machine-readable). Eval rows are metrics.jsonl records with
+`eval/accuracy` (a fraction, for the run's eval task) or `eval/<task>/accuracy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+METHODS = ("R1", "Cosine", "Memory-R", "Memory-R+")  # the paper's column order
+COLOURS = {"R1": "tab:blue", "Cosine": "tab:orange", "Memory-R": "tab:green", "Memory-R+": "tab:red"}
+LINESTYLES = ("-", "--", ":", "-.")  # successive seeds of one method
+FORMAT_REWARDS = ("strict_format", "soft_format", "xml_count", "int_answer")
+CORRECTNESS_KEYS = ("rewards/correctness/mean", "rewards/cosine/mean")  # Cosine runs have no plain correctness reward
+_EVAL_KEY = re.compile(r"^eval/(?:(?P<task>.+)/)?(?P<metric>accuracy|parse_rate)$")
+
+
+@dataclass(frozen=True)
+class CollapseThresholds:
+    """When a run counts as collapsed; "first" and "last" are the first and last `edge` fraction of its logged steps."""
+
+    edge: float = field(default=0.1, metadata={"help": "fraction of steps that forms the first and last windows"})
+    length_drop: float = field(
+        default=0.5, metadata={"help": "length collapse when last mean completion length < this x the first"}
+    )
+    clip_pin: float = field(
+        default=0.9, metadata={"help": "length collapse when the last clipped ratio (completions at max length) >= this"}
+    )
+    format_rise: float = field(
+        default=0.25, metadata={"help": "reward-mode collapse needs the summed format rewards to rise by >= this ..."}
+    )
+    correctness_flat: float = field(
+        default=0.05, metadata={"help": "... while correctness (last minus first) changes by <= this"}
+    )
+    zero_std_high: float = field(
+        default=0.9, metadata={"help": "persistent zero advantage when mean frac_reward_zero_std >= this ..."}
+    )
+    zero_std_window: float = field(default=0.25, metadata={"help": "... over this last fraction of steps"})
+
+    def __post_init__(self):
+        for name in ("edge", "zero_std_window"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"threshold {name} must be a fraction in (0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class Run:
+    """What a report needs from one run folder."""
+
+    path: Path
+    method: str
+    seed: int | None
+    steps: list[dict]  # training records (those with a loss)
+    evals: dict[str, list[dict]]  # eval task -> [{"step", "accuracy", "parse_rate"}] in step order
+
+
+def method_name(reward_funcs: list[str]) -> str:
+    """The paper's name for a reward set: Memory-R+, Memory-R, Cosine, else R1."""
+    if "memoryr+" in reward_funcs:
+        return "Memory-R+"
+    if "memoryr" in reward_funcs:
+        return "Memory-R"
+    if "cosine" in reward_funcs:
+        return "Cosine"
+    return "R1"
+
+
+# ---------------------------------------------------------------- reading runs
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """JSON lines; a cut-off last line (a run still writing) is ignored."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = []
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if line_no < len(lines):
+                raise ValueError(f"{path}:{line_no}: not valid JSON") from None
+    return rows
+
+
+def load_run(path: Path) -> Run:
+    """A run folder's method, seed, training records and eval accuracy series."""
+    path = Path(path)
+    for name in ("run.json", "metrics.jsonl"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name} does not exist; is {path} a memoryr run folder?")
+    try:
+        config = json.loads((path / "run.json").read_text())["config"]
+        reward_funcs = config["script"]["reward_funcs"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{path / 'run.json'} is not a memoryr run record (no config.script.reward_funcs)") from None
+    rows = _read_rows(path / "metrics.jsonl")
+    steps = [r for r in rows if "loss" in r]
+    if not steps:
+        raise ValueError(f"{path / 'metrics.jsonl'} has no training steps logged yet")
+    default_task = config["script"].get("eval_task") or config["script"].get("task", "eval")
+    evals: dict[str, dict[int, dict]] = {}
+    for row in rows:
+        for key, value in row.items():
+            match = _EVAL_KEY.match(key)
+            if match and value is not None and "step" in row:
+                point = evals.setdefault(match["task"] or default_task, {}).setdefault(row["step"], {"step": row["step"]})
+                point[match["metric"]] = value
+    series = {task: [p for _, p in sorted(points.items()) if "accuracy" in p] for task, points in evals.items()}
+    return Run(
+        path=path,
+        method=method_name(reward_funcs),
+        seed=config.get("training", {}).get("seed"),
+        steps=steps,
+        evals={task: points for task, points in series.items() if points},
+    )
+
+
+def _series(run: Run, key: str) -> tuple[list[int], list[float]]:
+    points = [(r["step"], r[key]) for r in run.steps if r.get(key) is not None]
+    return [s for s, _ in points], [v for _, v in points]
+
+
+def _window_mean(values: list[float], fraction: float, last: bool) -> float:
+    n = max(1, round(len(values) * fraction))
+    window = values[-n:] if last else values[:n]
+    return sum(window) / len(window)
+
+
+# ---------------------------------------------------------------- collapse flags
+
+
+def collapse_flags(run: Run, t: CollapseThresholds) -> dict[str, dict]:
+    """Length, reward-mode and zero-advantage collapse: each {"flagged": bool | None, numbers, "why"}."""
+    return {
+        "length": _length_flag(run, t),
+        "reward_mode": _reward_mode_flag(run, t),
+        "zero_advantage": _zero_advantage_flag(run, t),
+    }
+
+
+def _not_measured(why: str) -> dict:
+    return {"flagged": None, "why": why}
+
+
+def _length_flag(run: Run, t: CollapseThresholds) -> dict:
+    _, lengths = _series(run, "completions/mean_length")
+    if not lengths:
+        return _not_measured("completions/mean_length not logged")
+    first, last = _window_mean(lengths, t.edge, last=False), _window_mean(lengths, t.edge, last=True)
+    _, clipped = _series(run, "completions/clipped_ratio")
+    clipped_last = _window_mean(clipped, t.edge, last=True) if clipped else None
+    shrank = last < t.length_drop * first
+    pinned = clipped_last is not None and clipped_last >= t.clip_pin
+    why = f"mean length {first:.0f} -> {last:.0f} tokens"
+    if clipped_last is not None:
+        why += f", clipped ratio {clipped_last:.2f}"
+    if shrank:
+        why += f" (shrank below {t.length_drop} x first)"
+    if pinned:
+        why += f" (pinned at max length: clipped >= {t.clip_pin})"
+    return {
+        "flagged": shrank or pinned,
+        "first_length": first,
+        "last_length": last,
+        "last_clipped_ratio": clipped_last,
+        "shrank": shrank,
+        "pinned": pinned,
+        "why": why,
+    }
+
+
+def _reward_mode_flag(run: Run, t: CollapseThresholds) -> dict:
+    format_keys = [f"rewards/{name}/mean" for name in FORMAT_REWARDS if _series(run, f"rewards/{name}/mean")[1]]
+    signal = next((key for key in CORRECTNESS_KEYS if _series(run, key)[1]), None)
+    if not format_keys or signal is None:
+        return _not_measured("no format reward logged" if not format_keys else "no correctness reward logged")
+    steps = [r for r in run.steps if all(r.get(k) is not None for k in format_keys)]
+    totals = [sum(r[k] for k in format_keys) for r in steps]
+    format_rise = _window_mean(totals, t.edge, last=True) - _window_mean(totals, t.edge, last=False)
+    _, correct = _series(run, signal)
+    correctness_change = _window_mean(correct, t.edge, last=True) - _window_mean(correct, t.edge, last=False)
+    flagged = format_rise >= t.format_rise and correctness_change <= t.correctness_flat
+    why = f"format rewards {format_rise:+.2f}, {signal.split('/')[1]} {correctness_change:+.2f}"
+    return {
+        "flagged": flagged,
+        "format_rise": format_rise,
+        "correctness_change": correctness_change,
+        "correctness_key": signal,
+        "format_keys": format_keys,
+        "why": why,
+    }
+
+
+def _zero_advantage_flag(run: Run, t: CollapseThresholds) -> dict:
+    _, zero_std = _series(run, "frac_reward_zero_std")
+    if not zero_std:
+        return _not_measured("frac_reward_zero_std not logged")
+    late = _window_mean(zero_std, t.zero_std_window, last=True)
+    why = f"zero-std groups {late:.2f} over the last {t.zero_std_window:.0%} of steps"
+    return {"flagged": late >= t.zero_std_high, "late_zero_std": late, "why": why}
+
+
+# ---------------------------------------------------------------- accuracy table
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def accuracy_table(runs: list[Run]) -> dict[str, dict[str, dict]]:
+    """Per eval task and method: n runs and mean/std (sample std over seeds) of best and last accuracy in %."""
+    table: dict[str, dict[str, dict]] = {}
+    for task in sorted({task for run in runs for task in run.evals}):
+        for method in METHODS:
+            points = [run.evals[task] for run in runs if run.method == method and task in run.evals]
+            if not points:
+                continue
+            best_mean, best_std = _mean_std([100 * max(p["accuracy"] for p in series) for series in points])
+            last_mean, last_std = _mean_std([100 * series[-1]["accuracy"] for series in points])
+            table.setdefault(task, {})[method] = {
+                "n": len(points),
+                "best_mean": best_mean,
+                "best_std": best_std,
+                "last_mean": last_mean,
+                "last_std": last_std,
+            }
+    return table
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def format_cell(cell: dict) -> str:
+    """'best (last)' as mean ± std in %, with the number of runs."""
+    return f"{_pm(cell['best_mean'], cell['best_std'])} ({_pm(cell['last_mean'], cell['last_std'])}), n={cell['n']}"
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _label(run: Run) -> str:
+    return f"{run.method} seed {run.seed}" if run.seed is not None else f"{run.method} ({run.path.name})"
+
+
+def _styles(runs: list[Run]) -> list[dict]:
+    """Colour by method, line style by the run's rank within its method."""
+    seen: dict[str, int] = {}
+    styles = []
+    for run in runs:
+        rank = seen.get(run.method, 0)
+        seen[run.method] = rank + 1
+        linestyle = LINESTYLES[rank % len(LINESTYLES)]
+        styles.append({"color": COLOURS[run.method], "linestyle": linestyle, "label": _label(run)})
+    return styles
+
+
+def _plot_grid(out: Path, panels: list[tuple[str, list[tuple[list, list, dict]]]], title: str) -> Path:
+    """One PNG of subplots; a panel is (title, [(steps, values, line style)])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (name, lines) in zip(axes.flat, panels):
+        for steps, values, style in lines:
+            ax.plot(steps, values, linewidth=1.2, **style)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    legend = {}  # label -> handle, over all panels: a run may be missing from the first
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(
+        legend.values(), legend.keys(), loc="upper center", ncol=min(4, len(legend)), bbox_to_anchor=(0.5, 1.0), fontsize=9
+    )
+    fig.suptitle(title, y=1.0 + 0.06 / rows)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.1 / rows))
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _metric_panels(runs: list[Run], styles: list[dict], keys: list[tuple[str, str]]) -> list:
+    panels = []
+    for key, name in keys:
+        lines = [(*_series(run, key), style) for run, style in zip(runs, styles)]
+        lines = [line for line in lines if line[0]]
+        if lines:
+            panels.append((name, lines))
+    return panels
+
+
+def write_plots(runs: list[Run], out: Path) -> list[Path]:
+    """rewards.png, correctness.png, length.png, zero_std.png and (with eval rows) eval.png."""
+    styles = _styles(runs)
+    reward_keys = sorted({k for run in runs for r in run.steps for k in r if re.fullmatch(r"rewards/.+/mean", k)})
+    reward_panels = [(k, k.split("/")[1]) for k in reward_keys] + [("reward", "total reward")]
+    figures = {
+        "rewards.png": ("Reward components (mean per step)", reward_panels),
+        "correctness.png": ("Correctness reward", [("rewards/correctness/mean", "correctness")]),
+        "length.png": ("Completion length (tokens)", [(f"completions/{s}_length", s) for s in ("mean", "min", "max")]),
+        "zero_std.png": ("Groups with zero reward std (no advantage signal)", [("frac_reward_zero_std", "fraction")]),
+    }
+    written = []
+    for name, (title, keys) in figures.items():
+        panels = _metric_panels(runs, styles, keys)
+        if panels:
+            written.append(_plot_grid(out / name, panels, title))
+    eval_panels = []
+    for task in sorted({task for run in runs for task in run.evals}):
+        for metric in ("accuracy", "parse_rate"):
+            lines = []
+            for run, style in zip(runs, styles):
+                points = [p for p in run.evals.get(task, []) if p.get(metric) is not None]
+                if points:
+                    steps, values = [p["step"] for p in points], [100 * p[metric] for p in points]
+                    lines.append((steps, values, {**style, "marker": "o"}))
+            if lines:
+                eval_panels.append((f"{task} {metric} (%)", lines))
+    if eval_panels:
+        written.append(_plot_grid(out / "eval.png", eval_panels, "Held-out evaluation"))
+    return written
+
+
+# ---------------------------------------------------------------- report
+
+
+def _flag_cell(flag: dict) -> str:
+    if flag["flagged"] is None:
+        return f"n/a ({flag['why']})"
+    return f"**yes**: {flag['why']}" if flag["flagged"] else f"no: {flag['why']}"
+
+
+def _markdown(runs: list[Run], flags: list[dict], table: dict, plots: list[Path], t: CollapseThresholds) -> str:
+    lines = ["# memoryr report", "", f"Runs: {len(runs)}", ""]
+    lines += [
+        "## Eval accuracy",
+        "",
+        "`eval/accuracy` in %, \"best (last)\" over the evaluations logged during training; "
+        "mean ± sample std over runs (seeds); n = runs.",
+        "",
+    ]
+    methods = [m for m in METHODS if any(run.method == m for run in runs)]
+    if not table:
+        lines.append(
+            "No eval accuracy rows (`eval/accuracy`) in any run's metrics.jsonl: evaluation during "
+            "training was off or has not run yet."
+        )
+    else:
+        lines += ["| eval task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for task, cells in table.items():
+            row = [format_cell(cells[m]) if m in cells else "no eval rows" for m in methods]
+            lines.append(f"| {task} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "## Collapse flags",
+        "",
+        f"First/last window: {t.edge:.0%} of logged steps. Length collapse: last mean length < "
+        f"{t.length_drop} x first, or last clipped ratio >= {t.clip_pin}. Reward-mode collapse: summed "
+        f"format rewards rise >= {t.format_rise} while correctness changes <= {t.correctness_flat:+}. "
+        f"Zero advantage: mean frac_reward_zero_std >= {t.zero_std_high} over the last "
+        f"{t.zero_std_window:.0%} of steps.",
+        "",
+        "| run | method | seed | steps | length collapse | reward-mode collapse | zero advantage |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run, flag in zip(runs, flags):
+        cells = [_flag_cell(flag[k]) for k in ("length", "reward_mode", "zero_advantage")]
+        lines.append(f"| {run.path} | {run.method} | {run.seed} | {len(run.steps)} | " + " | ".join(cells) + " |")
+    lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _best_last(series: list[dict]) -> dict:
+    return {"best": max(p["accuracy"] for p in series), "last": series[-1]["accuracy"], "last_step": series[-1]["step"]}
+
+
+def report(runs: list[Path], out: Path, thresholds: CollapseThresholds) -> Path:
+    """Write plots, report.md and report.json for the given run folders into `out`; returns report.md."""
+    if not runs:
+        raise ValueError("no run folders given")
+    loaded = [load_run(Path(r)) for r in runs]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    flags = [collapse_flags(run, thresholds) for run in loaded]
+    table = accuracy_table(loaded)
+    plots = write_plots(loaded, out)
+    record = {
+        "format_version": 1,
+        "thresholds": asdict(thresholds),
+        "runs": [
+            {
+                "run": str(run.path),
+                "method": run.method,
+                "seed": run.seed,
+                "steps": len(run.steps),
+                "eval": {task: _best_last(series) for task, series in run.evals.items()},
+                "flags": flag,
+            }
+            for run, flag in zip(loaded, flags)
+        ],
+        "accuracy_table_pct": table,
+        "plots": [p.name for p in plots],
+    }
+    (out / "report.json").write_text(json.dumps(record, indent=2))
+    path = out / "report.md"
+    path.write_text(_markdown(loaded, flags, table, plots, thresholds))
+    return path
+
+
+def report_cli(argv: list[str]) -> None:
+    """`memoryr report RUN [RUN ...] --out DIR [threshold flags]`."""
+    parser = argparse.ArgumentParser(
+        prog="memoryr report",
+        description="Plots, the eval-accuracy table (best (last), mean ± std over seeds per method) and "
+        "collapse flags for one or more run folders.",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="memoryr run folders")
+    parser.add_argument("--out", required=True, type=Path, help="folder for report.md, report.json and the PNGs")
+    for f in fields(CollapseThresholds):
+        flag = f"--{f.name.replace('_', '-')}"
+        parser.add_argument(flag, type=float, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
+    args = parser.parse_args(argv)
+    thresholds = CollapseThresholds(**{f.name: getattr(args, f.name) for f in fields(CollapseThresholds)})
+    path = report(args.runs, args.out, thresholds)
+    print(path.read_text().split("## Plots")[0].rstrip())
+    print(f"\nreport: {path}")

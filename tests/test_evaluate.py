@@ -1,0 +1,212 @@
+"""Evaluation: the pass@k / maj@k estimators by hand, evaluation on tiny-random, resuming, and the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from memoryr.data import DataError, Problem
+from memoryr.evaluate import (
+    eval_cli,
+    evaluate,
+    maj_at_k_correct,
+    majority_vote,
+    pass_at_k,
+    read_samples,
+    resolve_eval_model,
+    sample_metrics,
+)
+
+PROBLEMS = [Problem(f"What is {a} + {b}?", str(a + b)) for a, b in [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10)]]
+
+
+# ---------------------------------------------------------------- estimators
+
+
+@pytest.mark.parametrize(
+    "n, c, k, expected",
+    [
+        (5, 2, 2, 1 - 3 / 10),  # 1 - C(3,2)/C(5,2)
+        (10, 3, 1, 0.3),  # pass@1 is c/n
+        (4, 0, 2, 0.0),
+        (4, 4, 1, 1.0),
+        (3, 2, 2, 1.0),  # fewer wrong samples than k: always passes
+        (8, 1, 4, 1 - 35 / 70),  # 1 - C(7,4)/C(8,4)
+    ],
+)
+def test_pass_at_k_matches_hand_computed_values(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("n, c, k", [(4, 5, 1), (4, 1, 0), (4, 1, 5), (4, -1, 1)])
+def test_pass_at_k_rejects_impossible_counts(n, c, k):
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+def test_majority_vote_groups_equivalent_answers_and_breaks_ties_by_first_appearance():
+    assert majority_vote(["7", "1,000", "1000", "7", "$1000"]) == "1,000"  # 3 votes for 1000 beat 2 for 7
+    assert majority_vote(["7", "1,000", None, "1000.", "7"]) == "7"  # 2-2 tie: 7 appeared first
+    assert majority_vote(["5", None, None]) == "5"  # unparsed answers do not vote
+    assert majority_vote([None, None]) is None
+    assert majority_vote([]) is None
+
+
+def test_maj_at_k_correct_uses_the_winning_group():
+    assert maj_at_k_correct(["7", "8", "8"], [True, False, False]) is False
+    assert maj_at_k_correct(["8", "7", "7."], [False, True, True]) is True
+    assert maj_at_k_correct([None, None], [False, False]) is False
+    with pytest.raises(ValueError):
+        maj_at_k_correct(["1"], [True, False])
+
+
+def test_sample_metrics_by_hand():
+    records = [
+        {"extracted": ["3", "5", "5", None], "correct": [True, False, False, False], "num_tokens": [10, 20, 30, 40]},
+        {"extracted": ["9", "9", "8", "8."], "correct": [True, True, False, False], "num_tokens": [5, 5, 5, 5]},
+    ]
+    m = sample_metrics([{**r, "completions": ["x"] * 4} for r in records])
+    assert m["n"] == 2
+    assert m["pass@1"] == pytest.approx((1 / 4 + 2 / 4) / 2)
+    assert m["pass@2"] == pytest.approx(((1 - 3 / 6) + (1 - 1 / 6)) / 2)  # C(3,2)/C(4,2), C(2,2)/C(4,2)
+    assert m["pass@4"] == pytest.approx(1.0)
+    assert m["maj@4"] == pytest.approx(0.5)  # "5" wins (wrong); "9" ties "8" and comes first (right)
+    assert m["parse_rate"] == pytest.approx(7 / 8)
+    assert m["mean_length"] == pytest.approx(120 / 8)
+
+
+# ---------------------------------------------------------------- evaluation on tiny-random
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    from memoryr.models import load_tokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_path), load_tokenizer(tiny_model_path)
+
+
+class GenerateCounter:
+    """Wraps model.generate to count the prompts it is asked to complete."""
+
+    def __init__(self, model, monkeypatch):
+        self.prompts = 0
+        original = model.generate
+
+        def counting(*args, **kwargs):
+            self.prompts += kwargs["input_ids"].shape[0]
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(model, "generate", counting)
+
+
+def test_greedy_eval_writes_samples_and_leaves_no_side_effects(tiny, tmp_path):
+    model, tokenizer = tiny
+    model.train()
+    rng = torch.get_rng_state()
+    path = tmp_path / "samples.jsonl"
+    m = evaluate(model, tokenizer, PROBLEMS[:3], batch_size=2, max_new_tokens=6, prefill="<answer>", progress=False,
+                 sample_path=path)
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    assert m["n"] == 3 and set(m) == {"n", "pass@1", "parse_rate", "mean_length"}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 2]
+    assert {"question", "gold", "completions", "extracted", "correct", "num_tokens"} <= set(rows[0])
+    assert all(len(r["completions"]) == 1 and 1 <= r["num_tokens"][0] <= 6 for r in rows)
+    assert rows[1]["gold"] == "7" and rows[1]["question"] == PROBLEMS[1].question
+
+
+def test_sampling_k_per_problem_is_seeded(tiny):
+    model, tokenizer = tiny
+    kwargs = dict(batch_size=8, max_new_tokens=5, num_samples=4, temperature=1.0, progress=False)
+    m = evaluate(model, tokenizer, PROBLEMS[:2], seed=3, **kwargs)
+    assert {"pass@1", "pass@2", "pass@4", "maj@4", "parse_rate"} <= set(m)
+    assert m == evaluate(model, tokenizer, PROBLEMS[:2], seed=3, **kwargs)
+    with pytest.raises(ValueError, match="temperature"):
+        evaluate(model, tokenizer, PROBLEMS[:2], num_samples=4, temperature=0.0)
+
+
+def test_interrupted_eval_resumes_with_only_the_missing_problems(tiny, tmp_path, monkeypatch):
+    model, tokenizer = tiny
+    path = tmp_path / "samples.jsonl"
+    kwargs = dict(batch_size=2, max_new_tokens=4, progress=False, sample_path=path)
+    evaluate(model, tokenizer, PROBLEMS[:2], **kwargs)  # "interrupted" after two problems ...
+    with open(path, "a") as f:
+        f.write('{"index": 2, "question": "What is')  # ... in the middle of writing the third
+    counter = GenerateCounter(model, monkeypatch)
+    m = evaluate(model, tokenizer, PROBLEMS, **kwargs)
+    assert counter.prompts == 3 and m["n"] == 5
+    assert sorted(read_samples(path)) == [0, 1, 2, 3, 4]
+    assert evaluate(model, tokenizer, PROBLEMS, **kwargs) == m and counter.prompts == 3  # complete: nothing to do
+    other = [Problem("Something else?", "1")] + PROBLEMS[1:]
+    with pytest.raises(ValueError, match="other problems"):
+        evaluate(model, tokenizer, other, **kwargs)
+
+
+def test_read_samples_repairs_an_interrupted_last_line(tmp_path):
+    record = {"index": 0, "question": "q", "gold": "1", "completions": ["c"], "num_tokens": [1], "extracted": [None],
+              "correct": [False]}
+    path = tmp_path / "samples.jsonl"
+    path.write_text(json.dumps(record))  # whole record, newline not yet written
+    assert list(read_samples(path)) == [0] and path.read_text().endswith("\n")
+    path.write_text(json.dumps(record) + "\n" + json.dumps({**record, "index": 1})[:-5])  # cut off mid-record
+    assert list(read_samples(path)) == [0] and len(path.read_text().splitlines()) == 1
+    path.write_text('{"index": 3}\n' + json.dumps(record) + "\n")
+    with pytest.raises(DataError, match="samples.jsonl:1: not a sample record"):
+        read_samples(path)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _jsonl_task(tmp_path: Path) -> str:
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n" for p in PROBLEMS[:4]))
+    return f"jsonl:{path}"
+
+
+def _with(argv: list[str], flag: str, value: str) -> list[str]:
+    i = argv.index(flag)
+    return argv[: i + 1] + [value] + argv[i + 2 :]
+
+
+def test_eval_cli_writes_results_and_resumes_only_with_the_same_settings(tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["--model", "tiny-random", "--task", _jsonl_task(tmp_path), "--limit", "3", "--batch-size", "4",
+            "--max-new-tokens", "4", "--prefill", "<reasoning>\\n", "--output", str(out)]
+    eval_cli(argv)
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "complete" and results["metrics"]["n"] == 3
+    assert results["settings"]["prefill"] == "<reasoning>\n" and results["settings"]["backend"] == "transformers"
+    assert results["timing"]["problems_generated"] == 3 and "transformers" in results["versions"]
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 3
+    assert "pass@1" in capsys.readouterr().out
+
+    eval_cli(_with(argv, "--limit", "4"))  # a larger limit extends the same evaluation
+    results = json.loads((out / "results.json").read_text())
+    assert results["metrics"]["n"] == 4 and results["timing"]["problems_generated"] == 1
+
+    with pytest.raises(ValueError, match="max_new_tokens: 4 -> 5"):
+        eval_cli(_with(argv, "--max-new-tokens", "5"))
+
+
+def test_resolve_eval_model_finds_final_or_newest_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    for folder in ("checkpoint-9", "checkpoint-10"):
+        (run / folder).mkdir(parents=True)
+        (run / folder / "config.json").write_text("{}")
+    (run / "run.json").write_text("{}")
+    assert resolve_eval_model(str(run)) == str(run / "checkpoint-10")
+    assert resolve_eval_model(str(run / "checkpoint-9")) == str(run / "checkpoint-9")
+    (run / "final").mkdir()
+    (run / "final" / "adapter_config.json").write_text("{}")  # a LoRA run's final adapter
+    assert resolve_eval_model(str(run)) == str(run / "final")
+    empty = tmp_path / "empty"
+    (empty).mkdir()
+    (empty / "run.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="no final/ model"):
+        resolve_eval_model(str(empty))
+    with pytest.raises(FileNotFoundError, match="neither a model folder"):
+        resolve_eval_model(str(tmp_path))

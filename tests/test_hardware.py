@@ -1,0 +1,66 @@
+"""bf16 detection and the fp32 fallback, with the CPU's flags faked both ways."""
+
+import pytest
+from trl import GRPOConfig
+
+from memoryr.bench_step import load_variants, summarise
+from memoryr.hardware import cpu_bf16_kind, cpu_precision_fallback
+
+AMX = "processor : 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile amx_bf16 amx_int8\n"
+AVX512_BF16 = "processor : 0\nflags\t\t: fpu sse avx512f avx512_vnni avx512_bf16\n"
+PLAIN = "processor : 0\nflags\t\t: fpu sse avx2 avx512f\n"
+
+
+def test_bf16_kind_from_cpu_flags():
+    assert cpu_bf16_kind(AMX) == "amx"
+    assert cpu_bf16_kind(AVX512_BF16) == "avx512_bf16"
+    assert cpu_bf16_kind(PLAIN) is None
+    assert cpu_bf16_kind("") is None
+
+
+def _args(bf16: bool) -> GRPOConfig:
+    return GRPOConfig(output_dir="/tmp/unused", use_cpu=True, bf16=bf16, per_device_train_batch_size=8, num_generations=8)
+
+
+def test_bf16_falls_back_to_fp32_without_bf16_units():
+    args = _args(bf16=True)
+    notice = cpu_precision_fallback(args, PLAIN)
+    assert args.bf16 is False and "fp32 instead of bf16" in notice
+
+
+@pytest.mark.parametrize("cpuinfo", [AMX, AVX512_BF16])
+def test_bf16_is_kept_with_bf16_units(cpuinfo):
+    args = _args(bf16=True)
+    assert cpu_precision_fallback(args, cpuinfo) is None and args.bf16 is True
+
+
+def test_fp32_runs_are_left_alone():
+    args = _args(bf16=False)
+    assert cpu_precision_fallback(args, PLAIN) is None and args.bf16 is False
+
+
+def test_bench_variants_skip_bf16_without_units(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text("base: {}\nbf16: {args: [--bf16, 'true']}\nthreads: {env: {OMP_NUM_THREADS: 1}}\n")
+    variants, skipped = load_variants(path, None)
+    assert list(variants) == ["base", "threads"] and skipped == ["bf16"]
+    assert variants["threads"]["env"] == {"OMP_NUM_THREADS": "1"}
+    variants, skipped = load_variants(path, "amx")
+    assert list(variants) == ["base", "bf16", "threads"] and skipped == []
+    path.write_text("bad: {flags: [1]}\n")
+    with pytest.raises(ValueError, match="may only have 'args'"):
+        load_variants(path, None)
+
+
+def test_bench_summary_is_the_median_after_the_first_step():
+    rows = [
+        {"step_s": 100.0, "generate_s": 90.0, "gen_tokens_per_s": 1.0, "outcome_reward_s": 0.1,
+         "memory_reward_s": 0.2, "train_s": 9.7, "mean_length": 50, "peak_rss_gb": 3.0},
+        {"step_s": 10.0, "generate_s": 6.0, "gen_tokens_per_s": 100.0, "outcome_reward_s": 0.1,
+         "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": 60, "peak_rss_gb": 3.5},
+        {"step_s": 12.0, "generate_s": 8.0, "gen_tokens_per_s": 80.0, "outcome_reward_s": 0.1,
+         "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": 70, "peak_rss_gb": 3.4},
+    ]
+    s = summarise(rows)
+    assert s["step_s"] == 11.0 and s["gen_tokens_per_s"] == 90.0 and s["peak_rss_gb"] == 3.5
+    assert s["steps_per_hour"] == pytest.approx(3600 / 11.0)
