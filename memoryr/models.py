@@ -90,6 +90,16 @@ def _qwen_gguf() -> tuple[Path, str]:
     return target.parent, target.name
 
 
+def _save_atomically(model, tokenizer, target: Path) -> None:
+    """Save into a temporary folder, then rename, so an interrupted prepare never leaves half a model."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
 def _dequantise(folder: Path, gguf_file: str, target: Path) -> None:
     """Load a GGUF (de-quantised to fp32 by transformers) and save it as plain safetensors."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,12 +110,7 @@ def _dequantise(folder: Path, gguf_file: str, target: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    _save_atomically(model, tokenizer, target)
 
 
 def _build_tiny_random(target: Path) -> None:
@@ -130,12 +135,7 @@ def _build_tiny_random(target: Path) -> None:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    _save_atomically(model, tokenizer, target)
 
 
 def is_prepared(name: str) -> bool:

@@ -17,12 +17,12 @@ def read_metrics(run: Path) -> list[dict]:
         return [r for r in (json.loads(line) for line in f if line.strip()) if "loss" in r]
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.4g}" if values else "-"
 
 
 def summarise_run(run: Path) -> str:
-    """Rows of first-quarter vs last-quarter means for rewards, length, entropy and timing."""
+    """Rows of first-quarter vs last-quarter means for rewards, length, entropy and timing, then held-out accuracy."""
     records = read_metrics(run)
     if not records:
         return f"{run}: no training steps logged yet"
@@ -34,5 +34,11 @@ def summarise_run(run: Path) -> str:
     for key in keys:
         first = _mean([r[key] for r in records[:quarter] if r.get(key) is not None])
         last = _mean([r[key] for r in records[-quarter:] if r.get(key) is not None])
-        lines.append(f"{key:<36} {first:>10.4g} {last:>10.4g}")
+        lines.append(f"{key:<36} {first:>10} {last:>10}")
+    evals = Path(run) / "evals.json"
+    if evals.exists():
+        record = json.loads(evals.read_text())
+        best, last = record["best"], record["last"]
+        lines.append(f"\nheld-out {record['task']} accuracy: best {100 * best['accuracy']:.1f}% (step {best['step']}), "
+                     f"last {100 * last['accuracy']:.1f}% (step {last['step']})")
     return "\n".join(lines)

@@ -115,11 +115,18 @@ def build_memory_reward(args: ScriptArguments, exploration: bool):
     return MemoryReward(config, SentenceEncoder(args.encoder), partial(correctness, grading=args.grading))
 
 
+def evals_record(task: str, history: list[dict]) -> dict:
+    """evals.json: every held-out evaluation, the last, and the best (the earliest of equal bests)."""
+    best = max(history, key=lambda h: (h["accuracy"], -h["step"]))
+    return {"task": task, "history": history, "last": history[-1], "best": best}
+
+
 class HeldOutEval(TrainerCallback):
     """Greedy pass@1 on a fixed held-out subset every `eval_steps` and at the end; tracks best and last.
 
     Results go to metrics.jsonl as `eval/accuracy` and `eval/parse_rate`, and to `evals.json` with the
-    best and last step (the paper reports accuracy as "best (last)").
+    best and last step (the paper reports accuracy as "best (last)"); the best model so far is saved
+    in `best/`, since checkpoint rotation may delete the checkpoint it came from.
     """
 
     def __init__(self, args: ScriptArguments, training_args: GRPOConfig, tokenizer, out: Path):
@@ -139,22 +146,25 @@ class HeldOutEval(TrainerCallback):
                 prefill=self.args.prefill, grading=self.args.grading, batch_size=self.args.eval_batch_size,
                 max_new_tokens=self.max_new_tokens, seed=args.seed, progress=False,
             )
-            self._record(step, result)
+            if self._record(step, result):
+                model.save_pretrained(self.out / "best")
+                self.tokenizer.save_pretrained(self.out / "best")
         PartialState().wait_for_everyone()
 
-    def _record(self, step: int, result: dict) -> None:
+    def _record(self, step: int, result: dict) -> bool:
+        """Log one evaluation; True when it is a new best."""
         row = {"step": step, "eval/accuracy": result["pass@1"], "eval/parse_rate": result["parse_rate"],
                "eval/task": self.task, "eval/n": result["n"]}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         path = self.out / "evals.json"
-        record = json.loads(path.read_text()) if path.exists() else {"task": self.task, "history": []}
-        record["history"].append({"step": step, "accuracy": result["pass@1"], "parse_rate": result["parse_rate"]})
-        record["last"] = record["history"][-1]
-        record["best"] = max(record["history"], key=lambda h: (h["accuracy"], -h["step"]))
+        history = json.loads(path.read_text())["history"] if path.exists() else []
+        history.append({"step": step, "accuracy": result["pass@1"], "parse_rate": result["parse_rate"]})
+        record = evals_record(self.task, history)
         path.write_text(json.dumps(record, indent=2))
         print(f"[memoryr] step {step}: held-out {self.task} accuracy {result['pass@1']:.3f} "
               f"(best {record['best']['accuracy']:.3f} at step {record['best']['step']})")
+        return record["best"]["step"] == step
 
 
 class MemoryrTrainer(GRPOTrainer):
@@ -195,6 +205,23 @@ class MemoryrTrainer(GRPOTrainer):
             self.memory.save(folder / "memory")
 
 
+def forget_after(out: Path, step: int) -> None:
+    """Drop log rows written after `step`, so a run resumed from checkpoint-`step` logs each step once."""
+    for name in ("metrics.jsonl", "completions.jsonl"):
+        path = out / name
+        if path.exists():
+            rows = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+            path.write_text("".join(row + "\n" for row in rows))
+    evals = out / "evals.json"
+    if evals.exists():
+        record = json.loads(evals.read_text())
+        history = [h for h in record["history"] if h["step"] <= step]
+        if history:
+            evals.write_text(json.dumps(evals_record(record["task"], history), indent=2))
+        else:
+            evals.unlink()
+
+
 def write_run_record(path: Path, script_args, training_args, model_args) -> None:
     """run.json: everything needed to know what this run was."""
     record = {
@@ -221,6 +248,8 @@ def train(
         checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
         if checkpoint is None:
             raise FileNotFoundError(f"--resume: no checkpoint-* folder in {out}")
+        if PartialState().is_main_process:
+            forget_after(out, int(Path(checkpoint).name.split("-")[-1]))
     elif (out / "metrics.jsonl").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another output_dir")
     out.mkdir(parents=True, exist_ok=True)

@@ -109,5 +109,5 @@ def test_reasoning_gym_is_seeded_and_splits_differ():
     again = load_problems("reasoning-gym:basic_arithmetic", "train", size=50, seed=3, task_config=options)
     test = load_problems("reasoning-gym:basic_arithmetic", "test", size=50, seed=3, task_config=options)
     assert train == again and len(train) == 50
-    assert train != test
+    assert not {p.question for p in train} & {p.question for p in test}  # disjoint, not just another seed
     assert all(p.question.startswith("Calculate") for p in train)

@@ -20,7 +20,8 @@ def test_two_process_accelerate_run(tmp_path, tiny_model_path, data_dir):
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "memoryr.cli", "train", "--config", "recipes/gsm8k-memoryrplus-cpu.yaml",
         "--model_name_or_path", "tiny-random", "--max_completion_length", "16", "--gradient_checkpointing", "false",
-        "--max_steps", "2", "--per_device_train_batch_size", "6", "--num_generations", "4",
+        "--max_steps", "2", "--per_device_train_batch_size", "6", "--gradient_accumulation_steps", "1",
+        "--num_generations", "4",
         "--memory_explore_warmup", "1", "--save_steps", "2", "--output_dir", str(out),
     ]
     env = dict(os.environ, MEMORYR_DATA_DIR=str(data_dir))

@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from memoryr.config import parse_config
-from memoryr.train import train
+from memoryr.train import evals_record, forget_after, train
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -48,6 +48,7 @@ def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tin
     evals = json.loads((out / "evals.json").read_text())
     assert evals["task"] == "gsm8k" and evals["last"]["step"] == 3 and 0.0 <= evals["best"]["accuracy"] <= 1.0
     assert any("eval/accuracy" in r for r in metrics(out))
+    assert (out / "best" / "model.safetensors").exists()
     samples = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
     assert samples and {"step", "completion", "rewards"} <= set(samples[0])
 
@@ -79,3 +80,34 @@ def test_resume_without_checkpoint_and_reused_output_dir_are_clear_errors(tmp_pa
     (tmp_path / "used" / "metrics.jsonl").write_text("")
     with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
         run(tmp_path / "used", "gsm8k-r1-cpu.yaml")
+
+
+@pytest.mark.slow
+def test_study_recipe_smoke_with_real_smollm2(tmp_path):
+    """Two real steps of the CPU study's Memory-R+ recipe: reasoning-gym data, SmolLM2, MiniLM, held-out eval."""
+    out = train(*parse_config(["--config", str(RECIPES / "arith-memoryrplus-cpu.yaml"), "--max_steps", "2",
+                               "--max_completion_length", "32", "--eval_limit", "4", "--save_steps", "2",
+                               "--output_dir", str(tmp_path / "smoke")]))
+    rows = [r for r in metrics(out) if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["rewards/xml_count/mean"] > 0  # the pre-filled "<reasoning>" already earns a tag
+    assert json.loads((out / "evals.json").read_text())["last"]["step"] == 2
+
+
+def test_resume_forgets_log_rows_written_after_the_checkpoint(tmp_path):
+    rows = [{"step": s, "loss": 0.0} for s in (1, 2, 3)] + [{"step": 2, "eval/accuracy": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "completions.jsonl").write_text(json.dumps({"step": 3, "completion": "x"}) + "\n")
+    history = [{"step": 2, "accuracy": 0.5, "parse_rate": 1.0}, {"step": 3, "accuracy": 0.75, "parse_rate": 1.0}]
+    (tmp_path / "evals.json").write_text(json.dumps(evals_record("gsm8k", history)))
+    forget_after(tmp_path, 2)
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 2]
+    assert (tmp_path / "completions.jsonl").read_text() == ""
+    evals = json.loads((tmp_path / "evals.json").read_text())
+    assert evals["best"]["step"] == 2 and evals["last"]["step"] == 2 and len(evals["history"]) == 1
+
+
+def test_best_is_the_earliest_of_equal_accuracies():
+    history = [{"step": s, "accuracy": a, "parse_rate": 1.0} for s, a in ((10, 0.2), (20, 0.4), (30, 0.4), (40, 0.1))]
+    record = evals_record("arith", history)
+    assert record["best"]["step"] == 20 and record["last"]["step"] == 40

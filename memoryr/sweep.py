@@ -1,0 +1,135 @@
+"""`memoryr sweep SWEEP.yaml`: a grid of runs (recipes x seeds), one after another, resumable.
+
+A finished run (one with `final/`) is skipped; an interrupted one continues from its last
+checkpoint, memories included; a run interrupted before its first checkpoint starts again. After
+training, each run's best and last models are evaluated on the held-out set (`eval-best/`,
+`eval-last/`), and the report over all runs is written at the end. The sweep file:
+
+    out: runs/cpu-study            # one folder per run: <recipe name>-seed<seed>
+    recipes: [recipes/arith-r1-cpu.yaml, recipes/arith-memoryrplus-cpu.yaml]
+    seeds: [1, 2, 3]
+    overrides: [--max_steps, "60"] # optional: applied to every run
+    eval_limit: 200                # held-out problems for the final evaluations
+    report: results/cpu-study      # optional: where the report goes (default: <out>/report)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class SweepError(RuntimeError):
+    """A run of the sweep failed; its own output above says why."""
+
+
+@dataclass
+class Sweep:
+    out: Path
+    recipes: list[Path]
+    seeds: list[int]
+    overrides: list[str] = field(default_factory=list)
+    eval_limit: int = 200
+    report: Path | None = None
+
+
+def load_sweep(path: Path) -> Sweep:
+    """Read and check a sweep file; every problem is one clear error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file {path} does not exist")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must be a YAML mapping with out, recipes and seeds")
+    unknown = set(raw) - {"out", "recipes", "seeds", "overrides", "eval_limit", "report"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: out, recipes, seeds, overrides, eval_limit, report")
+    for key in ("out", "recipes", "seeds"):
+        if key not in raw:
+            raise ValueError(f"{path}: missing {key!r}")
+    recipes = [Path(r) for r in raw["recipes"]]
+    missing = [str(r) for r in recipes if not r.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: recipe(s) not found: {', '.join(missing)}")
+    if not raw["seeds"] or not all(isinstance(s, int) for s in raw["seeds"]):
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers")
+    return Sweep(
+        out=Path(raw["out"]),
+        recipes=recipes,
+        seeds=list(raw["seeds"]),
+        overrides=[str(o) for o in raw.get("overrides") or []],
+        eval_limit=int(raw.get("eval_limit", 200)),
+        report=Path(raw["report"]) if raw.get("report") else None,
+    )
+
+
+def run_dir(sweep: Sweep, recipe: Path, seed: int) -> Path:
+    return sweep.out / f"{recipe.stem}-seed{seed}"
+
+
+def _memoryr(*args: str) -> None:
+    """Run a memoryr command in a fresh process (isolates memory and threads; a failure stops the sweep)."""
+    cmd = [sys.executable, "-m", "memoryr.cli", *args]
+    done = subprocess.run(cmd, env=os.environ.copy())
+    if done.returncode != 0:
+        raise SweepError(f"`memoryr {' '.join(args[:3])} ...` failed with exit status {done.returncode}")
+
+
+def _train(sweep: Sweep, recipe: Path, seed: int, folder: Path) -> None:
+    args = ["train", "--config", str(recipe), *sweep.overrides, "--seed", str(seed), "--output_dir", str(folder)]
+    if any(folder.glob("checkpoint-*")):
+        print(f"  resuming {folder} from its last checkpoint")
+        args += ["--resume", "true"]
+    elif folder.exists():
+        shutil.rmtree(folder)  # interrupted before its first checkpoint: nothing to resume
+    _memoryr(*args)
+
+
+def _evaluate(sweep: Sweep, folder: Path) -> None:
+    """Held-out evaluation of the best and last models with the run's own prompt settings."""
+    script = json.loads((folder / "run.json").read_text())["config"]["script"]
+    task = script["eval_task"] or script["task"]
+    for name, model in (("best", folder / "best"), ("last", folder / "final")):
+        results = folder / f"eval-{name}" / "results.json"
+        if not model.exists() or (results.exists() and json.loads(results.read_text()).get("status") == "complete"):
+            continue
+        args = ["eval", "--model", str(model), "--task", task, "--split", script["eval_split"],
+                "--limit", str(sweep.eval_limit), "--shots", str(script["shots"]), "--exemplars", script["exemplars"],
+                "--prefill", script["prefill"], "--grading", script["grading"], "--output", str(folder / f"eval-{name}")]
+        if script["data_dir"]:
+            args += ["--data-dir", script["data_dir"]]
+        _memoryr(*args)
+
+
+def _eta(durations: list[float], remaining: int) -> str:
+    if not durations:
+        return "unknown"
+    seconds = sum(durations) / len(durations) * remaining
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def run_sweep(path: Path) -> Path:
+    """Train, evaluate and report every run of a sweep; returns the report folder."""
+    sweep = load_sweep(path)
+    grid = [(recipe, seed) for recipe in sweep.recipes for seed in sweep.seeds]
+    durations: list[float] = []
+    for i, (recipe, seed) in enumerate(grid, 1):
+        folder = run_dir(sweep, recipe, seed)
+        if (folder / "final").exists():
+            print(f"[{i}/{len(grid)}] {folder.name}: finished, skipped")
+        else:
+            print(f"[{i}/{len(grid)}] {folder.name}: training (time left for this sweep: {_eta(durations, len(grid) - i + 1)})")
+            started = time.monotonic()
+            _train(sweep, recipe, seed, folder)
+            durations.append(time.monotonic() - started)
+        _evaluate(sweep, folder)
+    report_dir = sweep.report or sweep.out / "report"
+    _memoryr("report", *[str(run_dir(sweep, r, s)) for r, s in grid], "--out", str(report_dir))
+    return report_dir

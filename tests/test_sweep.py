@@ -1,0 +1,65 @@
+"""The sweep: a grid of real tiny runs, skipping finished ones, resuming interrupted ones, then a report."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memoryr.sweep import SweepError, load_sweep, run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "16", "--gradient_checkpointing", "false",
+        "--max_steps", "2", "--save_steps", "2", "--eval_steps", "2", "--eval_limit", "4", "--eval_batch_size", "4",
+        "--disable_tqdm", "true"]
+
+
+def write_sweep(tmp_path: Path, **changes) -> Path:
+    spec = {"out": str(tmp_path / "runs"), "recipes": [str(REPO / "recipes" / "gsm8k-memoryrplus-cpu.yaml")],
+            "seeds": [1, 2], "overrides": TINY, "eval_limit": 3, "report": str(tmp_path / "report")}
+    spec.update(changes)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_sweep_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_sweep(tmp_path / "none.yaml")
+    with pytest.raises(ValueError, match="unknown key\\(s\\) seed"):
+        load_sweep(write_sweep(tmp_path, seed=[1]))
+    with pytest.raises(FileNotFoundError, match="recipe\\(s\\) not found: nope.yaml"):
+        load_sweep(write_sweep(tmp_path, recipes=["nope.yaml"]))
+    with pytest.raises(ValueError, match="seeds must be a non-empty list of integers"):
+        load_sweep(write_sweep(tmp_path, seeds=[]))
+
+
+@pytest.mark.slow
+def test_sweep_runs_evaluates_skips_and_resumes(tmp_path, tiny_model_path, data_dir, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    path = write_sweep(tmp_path)
+    report = run_sweep(path)
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        run = runs / f"gsm8k-memoryrplus-cpu-seed{seed}"
+        assert (run / "final").exists() and json.loads((run / "run.json").read_text())["seed"] == seed
+        for name in ("best", "last"):
+            results = json.loads((run / f"eval-{name}" / "results.json").read_text())
+            assert results["status"] == "complete"
+    assert (report / "report.md").exists()
+    # an interrupted run (checkpoint, no final/) is resumed; a finished one is skipped
+    interrupted = runs / "gsm8k-memoryrplus-cpu-seed2"
+    shutil.rmtree(interrupted / "final")
+    capsys.readouterr()
+    run_sweep(path)
+    out = capsys.readouterr().out
+    assert "gsm8k-memoryrplus-cpu-seed1: finished, skipped" in out
+    assert "resuming" in out and (interrupted / "final").exists()
+
+
+def test_a_failing_run_stops_the_sweep_with_one_line(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(REPO)
+    path = write_sweep(tmp_path, overrides=[*TINY, "--task", "jsonl:/nonexistent.jsonl"], seeds=[1])
+    with pytest.raises(SweepError, match="`memoryr train --config .*` failed with exit status 2"):
+        run_sweep(path)
