@@ -165,7 +165,13 @@ def load_tokenizer(name: str):
     """The tokenizer of a model alias, id or folder, with left padding for batched generation."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    except OSError:
+        raise ModelError(
+            f"cannot load model {name!r}: it is not a known alias ({', '.join(ALIASES)}), "
+            "a local model folder, or a reachable Hugging Face id"
+        ) from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
