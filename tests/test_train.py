@@ -111,3 +111,9 @@ def test_best_is_the_earliest_of_equal_accuracies():
     history = [{"step": s, "accuracy": a, "parse_rate": 1.0} for s, a in ((10, 0.2), (20, 0.4), (30, 0.4), (40, 0.1))]
     record = evals_record("arith", history)
     assert record["best"]["step"] == 20 and record["last"]["step"] == 40
+
+
+@pytest.mark.slow
+def test_lora_run_saves_an_adapter(tmp_path, tiny_model_path, data_dir):
+    out = run(tmp_path / "lora", "gsm8k-r1-cpu.yaml", "--max_steps", "1", "--use_peft", "true", "--lora_r", "4")
+    assert (out / "final" / "adapter_config.json").exists() and not (out / "final" / "model.safetensors").exists()
