@@ -26,7 +26,7 @@ SAMPLE_FIELDS = {"index", "question", "gold", "completions", "num_tokens", "extr
 RESULTS_FORMAT_VERSION = 1
 # results.json settings that decide what is generated and how it is graded: a resumed evaluation
 # must match them all (limit and batch size may change between attempts).
-RESUME_SETTINGS = ("model_path", "task", "split", "seed", "shots", "exemplars", "prefill", "grading",
+RESUME_SETTINGS = ("model_path", "task", "split", "seed", "task_size", "task_config", "shots", "exemplars", "prefill", "grading",
                    "max_new_tokens", "num_samples", "temperature")
 
 
@@ -350,6 +350,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--grading", default="strict", choices=GRADING_MODES, help="strict (<answer> tag) or last_number")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (and reasoning-gym generator seed)")
+    parser.add_argument("--task-size", type=int, default=1000, help="reasoning-gym: problems generated per split (default 1000)")
+    parser.add_argument("--task-config", default=None, help="reasoning-gym: JSON object of generator options, as in recipes")
     parser.add_argument(
         "--backend", default="auto", choices=BACKENDS, help="auto: vllm when installed with CUDA, else transformers"
     )
@@ -369,6 +371,8 @@ def eval_cli(argv: list[str]) -> None:
         "split": args.split,
         "limit": args.limit,
         "seed": args.seed,
+        "task_size": args.task_size,
+        "task_config": args.task_config,
         "shots": args.shots,
         "exemplars": args.exemplars,
         "prefill": prefill,
@@ -389,7 +393,14 @@ def eval_cli(argv: list[str]) -> None:
         if changed:
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in changed)
             raise ValueError(f"{out} holds an evaluation with other settings ({diff}); choose another --output")
-    problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed)
+    try:
+        task_config = json.loads(args.task_config) if args.task_config else None
+    except json.JSONDecodeError:
+        task_config = None
+    if args.task_config and not isinstance(task_config, dict):
+        raise ValueError(f"--task-config must be a JSON object, got {args.task_config!r}")
+    problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
+                             size=args.task_size, task_config=task_config)
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "format_version": RESULTS_FORMAT_VERSION,

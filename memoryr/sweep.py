@@ -94,15 +94,21 @@ def _train(sweep: Sweep, recipe: Path, seed: int, folder: Path) -> None:
 
 def _evaluate(sweep: Sweep, folder: Path) -> None:
     """Held-out evaluation of the best and last models with the run's own prompt settings."""
-    script = json.loads((folder / "run.json").read_text())["config"]["script"]
+    record = json.loads((folder / "run.json").read_text())
+    script, training = record["config"]["script"], record["config"]["training"]
     task = script["eval_task"] or script["task"]
     for name, model in (("best", folder / "best"), ("last", folder / "final")):
         results = folder / f"eval-{name}" / "results.json"
         if not model.exists() or (results.exists() and json.loads(results.read_text()).get("status") == "complete"):
             continue
+        # the run's own seed, task size and generator options give the same held-out problems as in training
         args = ["eval", "--model", str(model), "--task", task, "--split", script["eval_split"],
                 "--limit", str(sweep.eval_limit), "--shots", str(script["shots"]), "--exemplars", script["exemplars"],
-                "--prefill", script["prefill"], "--grading", script["grading"], "--output", str(folder / f"eval-{name}")]
+                "--prefill", script["prefill"], "--grading", script["grading"], "--seed", str(record["seed"]),
+                "--task-size", str(script["task_size"]), "--max-new-tokens", str(training["max_completion_length"]),
+                "--output", str(folder / f"eval-{name}")]
+        if script["task_config"]:
+            args += ["--task-config", script["task_config"]]
         if script["data_dir"]:
             args += ["--data-dir", script["data_dir"]]
         _memoryr(*args)

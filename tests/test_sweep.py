@@ -47,6 +47,8 @@ def test_sweep_runs_evaluates_skips_and_resumes(tmp_path, tiny_model_path, data_
         for name in ("best", "last"):
             results = json.loads((run / f"eval-{name}" / "results.json").read_text())
             assert results["status"] == "complete"
+            # evaluated like the run's own held-out eval: its seed and completion length
+            assert results["settings"]["seed"] == seed and results["settings"]["max_new_tokens"] == 16
     assert (report / "report.md").exists()
     # an interrupted run (checkpoint, no final/) is resumed; a finished one is skipped
     interrupted = runs / "gsm8k-memoryrplus-cpu-seed2"
