@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
+from memoryr.data import parse_task_config
+
 DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]
 
 
@@ -109,13 +111,10 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
         raise ConfigError("no model: set model_name_or_path in the recipe or pass --model_name_or_path")
     if isinstance(script_args.task_config, dict):  # a YAML mapping in the recipe
         script_args.task_config = json.dumps(script_args.task_config)
-    if script_args.task_config is not None:
-        try:
-            options = json.loads(script_args.task_config)
-        except json.JSONDecodeError:
-            options = None
-        if not isinstance(options, dict):
-            raise ConfigError(f"task_config must be a JSON object, got {script_args.task_config!r}")
+    try:
+        parse_task_config(script_args.task_config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return script_args, training_args, model_args
 
 

@@ -52,6 +52,19 @@ def data_dir(explicit: str | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def parse_task_config(text: str | None) -> dict | None:
+    """reasoning-gym generator options from their JSON text (None when unset); anything but an object is an error."""
+    if text is None:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError:
+        options = None
+    if not isinstance(options, dict):
+        raise ValueError(f"task_config must be a JSON object, got {text!r}")
+    return options
+
+
 def gsm8k_gold(solution: str) -> str:
     """GSM8K's final answer: what follows `####`, thousands commas removed."""
     if "####" not in solution:

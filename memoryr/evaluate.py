@@ -17,7 +17,7 @@ import math
 import time
 from pathlib import Path
 
-from memoryr.data import DataError, Problem, load_problems
+from memoryr.data import DataError, Problem, load_problems, parse_task_config
 from memoryr.grading import GRADING_MODES, grade, normalise
 from memoryr.prompts import EXEMPLARS, build_prompt
 
@@ -393,14 +393,8 @@ def eval_cli(argv: list[str]) -> None:
         if changed:
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in changed)
             raise ValueError(f"{out} holds an evaluation with other settings ({diff}); choose another --output")
-    try:
-        task_config = json.loads(args.task_config) if args.task_config else None
-    except json.JSONDecodeError:
-        task_config = None
-    if args.task_config and not isinstance(task_config, dict):
-        raise ValueError(f"--task-config must be a JSON object, got {args.task_config!r}")
     problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
-                             size=args.task_size, task_config=task_config)
+                             size=args.task_size, task_config=parse_task_config(args.task_config))
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "format_version": RESULTS_FORMAT_VERSION,

@@ -22,7 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
 from memoryr.config import ScriptArguments, resolved_config
-from memoryr.data import Problem, load_problems
+from memoryr.data import Problem, load_problems, parse_task_config
 from memoryr.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.models import load_tokenizer, resolve_model
@@ -57,7 +57,7 @@ def load_split(args: ScriptArguments, task: str, split: str, limit: int | None, 
         shuffle=args.shuffle_problems and split == args.train_split,
         question_field=args.question_field,
         answer_field=args.answer_field,
-        task_config=json.loads(args.task_config) if args.task_config else None,
+        task_config=parse_task_config(args.task_config),
     )
 
 
