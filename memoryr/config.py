@@ -60,6 +60,7 @@ class ScriptArguments:
     eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
     eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir (memories included)."})
+    share_prompt_prefix: bool = field(default=False, metadata={"help": "Run each distinct prompt once per micro-batch in the training forward/backward (same numbers, less work; needs gradient_checkpointing false)."})
 
 
 DATACLASSES = (ScriptArguments, GRPOConfig, ModelConfig)
@@ -115,6 +116,8 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
         parse_task_config(script_args.task_config)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if script_args.share_prompt_prefix and training_args.gradient_checkpointing:
+        raise ConfigError("share_prompt_prefix needs gradient_checkpointing false: checkpointed layers drop the prompt's KV cache")
     return script_args, training_args, model_args
 
 

@@ -1,5 +1,8 @@
 """`memoryr sweep SWEEP.yaml`: a grid of runs (recipes x seeds), one after another, resumable.
 
+Runs go seed by seed (every recipe at the first seed, then the second seed, ...), so a sweep stopped
+half way still compares every method.
+
 A finished run (one with `final/`) is skipped; an interrupted one continues from its last
 checkpoint, memories included; a run interrupted before its first checkpoint starts again. After
 training, each run's best and last models are evaluated on the held-out set (`eval-best/`,
@@ -124,7 +127,7 @@ def _eta(durations: list[float], remaining: int) -> str:
 def run_sweep(path: Path) -> Path:
     """Train, evaluate and report every run of a sweep; returns the report folder."""
     sweep = load_sweep(path)
-    grid = [(recipe, seed) for recipe in sweep.recipes for seed in sweep.seeds]
+    grid = [(recipe, seed) for seed in sweep.seeds for recipe in sweep.recipes]
     durations: list[float] = []
     for i, (recipe, seed) in enumerate(grid, 1):
         folder = run_dir(sweep, recipe, seed)

@@ -15,6 +15,7 @@ from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import TrainerCallback
@@ -28,6 +29,7 @@ from memoryr.hardware import cpu_precision_fallback
 from memoryr.models import load_tokenizer, resolve_model
 from memoryr.prompts import build_prompt
 from memoryr.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
+from memoryr.shared_prefix import shared_prefix_generate, shared_prefix_logps
 
 SAMPLES_PER_LOG = 4  # completions written to completions.jsonl at each logged step
 LIBRARIES = ("memoryr", "torch", "transformers", "trl", "accelerate", "datasets", "math-verify", "peft")
@@ -168,11 +170,35 @@ class HeldOutEval(TrainerCallback):
 
 
 class MemoryrTrainer(GRPOTrainer):
-    """GRPOTrainer that also writes metrics.jsonl / completions.jsonl and saves memories in checkpoints."""
+    """GRPOTrainer that also writes metrics.jsonl / completions.jsonl, saves memories in checkpoints and
+    (with `share_prompt_prefix`) runs each distinct prompt once in generation and forward/backward."""
 
-    def __init__(self, *args, memory=None, **kwargs):
+    def __init__(self, *args, memory=None, share_prompt_prefix: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.memory = memory
+        self.share_prompt_prefix = share_prompt_prefix
+        if share_prompt_prefix:  # the object TRL's unwrap_model_for_generation hands back
+            policy = self.accelerator.unwrap_model(self.model)
+            policy.generate = partial(shared_prefix_generate, policy.generate, policy)
+
+    def _get_per_token_logps_and_entropies(
+        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
+        compute_aux_loss=False, **multimodal,
+    ):
+        if not self.share_prompt_prefix or compute_aux_loss or any(v is not None for v in multimodal.values()):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                **multimodal,
+            )
+        batch_size = batch_size or input_ids.size(0)
+        chunks = [
+            shared_prefix_logps(model, input_ids[i:i + batch_size], attention_mask[i:i + batch_size],
+                                logits_to_keep, compute_entropy)
+            for i in range(0, input_ids.size(0), batch_size)
+        ]
+        logps = torch.cat([c[0] for c in chunks])
+        entropies = torch.cat([c[1] for c in chunks]) if compute_entropy else None
+        return logps, entropies, None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         super().log(logs, start_time)
@@ -280,6 +306,7 @@ def train(
         peft_config=get_peft_config(model_args),
         callbacks=[HeldOutEval(script_args, training_args, tokenizer, out)] if script_args.eval_limit > 0 else None,
         memory=memory,
+        share_prompt_prefix=script_args.share_prompt_prefix,
     )
     if trainer.accelerator.is_main_process:
         write_run_record(out / "run.json", script_args, training_args, model_args)

@@ -1,0 +1,112 @@
+"""Shared-prompt log-probs equal the plain forward's: values, entropies and gradients, in and out of GRPO."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+from trl.trainer.utils import add_fused_lm_head
+
+import memoryr.train
+from memoryr.config import ConfigError, parse_config
+from memoryr.shared_prefix import shared_prefix_generate, shared_prefix_logps
+from memoryr.train import train
+from test_train import RECIPES, TINY
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    add_fused_lm_head(m, outputs=("log_probs", "entropy"))
+    return m
+
+
+def batch(completion_len: int = 7):
+    """6 rows over 2 distinct prompts (one left-padded), completions of different lengths."""
+    g = torch.Generator().manual_seed(1)
+    prompts = torch.randint(5, 100, (2, 12), generator=g)
+    prompt_mask = torch.ones(2, 12, dtype=torch.long)
+    prompts[1, :3], prompt_mask[1, :3] = 0, 0
+    which = torch.tensor([0, 0, 1, 0, 1, 1])
+    completions = torch.randint(5, 100, (6, completion_len), generator=g)
+    completion_mask = torch.ones(6, completion_len, dtype=torch.long)
+    completion_mask[2, 4:], completion_mask[5, 1:] = 0, 0
+    ids = torch.cat([prompts[which], completions], dim=1)
+    mask = torch.cat([prompt_mask[which], completion_mask], dim=1)
+    return ids, mask, completion_mask
+
+
+def plain_logps(model, ids, mask, keep):
+    """TRL's own computation: the whole sequence in one forward, completion tokens scored."""
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-keep] = -100
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    return out.log_probs[:, -keep:], out.entropy[:, -keep:]
+
+
+def grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_logps_entropies_and_gradients_match_the_plain_forward(model):
+    ids, mask, completion_mask = batch()
+    plain, plain_entropy = plain_logps(model, ids, mask, 7)
+    shared, shared_entropy = shared_prefix_logps(model, ids, mask, 7, compute_entropy=True)
+    m = completion_mask.bool()
+    torch.testing.assert_close(shared[m], plain[m], rtol=0, atol=1e-5)
+    torch.testing.assert_close(shared_entropy[m], plain_entropy[m], rtol=0, atol=1e-5)
+    # a loss that weighs rows differently, so a wrong row-to-prompt mapping changes the gradient
+    weights = torch.arange(1, 7, dtype=torch.float32)[:, None]
+    g_plain = grads(model, (plain * completion_mask * weights).sum())
+    shared, _ = shared_prefix_logps(model, ids, mask, 7)
+    g_shared = grads(model, (shared * completion_mask * weights).sum())
+    assert g_plain.abs().max() > 1e-3
+    torch.testing.assert_close(g_shared, g_plain, rtol=0, atol=1e-5 * g_plain.abs().max().item())
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_generation_from_a_shared_prefill_gives_the_plain_tokens(model, sample):
+    ids, mask, _ = batch()
+    prompt_ids, prompt_mask = ids[:, :12], mask[:, :12]
+    config = GenerationConfig(max_new_tokens=10, do_sample=sample, temperature=1.0, top_k=0, top_p=1.0,
+                              cache_implementation="static", pad_token_id=0, eos_token_id=None)
+    torch.manual_seed(3)
+    plain = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+    torch.manual_seed(3)
+    shared = shared_prefix_generate(model.generate, model, prompt_ids, prompt_mask, generation_config=config)
+    assert torch.equal(shared, plain)
+    assert config.cache_implementation == "static"  # the caller's config is left as it was
+
+
+def test_a_one_token_prompt_cannot_be_shared(model):
+    ids = torch.randint(5, 100, (2, 5))
+    with pytest.raises(ValueError, match="at least 2 prompt tokens"):
+        shared_prefix_logps(model, ids, torch.ones_like(ids), 4)
+
+
+def test_sharing_with_gradient_checkpointing_is_a_config_error():
+    with pytest.raises(ConfigError, match="gradient_checkpointing false"):
+        parse_config(["--config", str(RECIPES / "gsm8k-r1-cpu.yaml"), "--share_prompt_prefix", "true",
+                      "--gradient_checkpointing", "true"])
+
+
+@pytest.mark.slow
+def test_grpo_step_with_shared_prompts_has_the_plain_loss_and_gradient(tmp_path, tiny_model_path, data_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr(memoryr.train, "shared_prefix_logps",
+                        lambda *a, **k: calls.append(1) or shared_prefix_logps(*a, **k))
+    rows, used = {}, {}
+    for share in ("false", "true"):
+        out = tmp_path / share
+        train(*parse_config(["--config", str(RECIPES / "gsm8k-r1-cpu.yaml"), *TINY, "--output_dir", str(out),
+                             "--max_steps", "1", "--eval_limit", "0", "--share_prompt_prefix", share]))
+        rows[share] = next(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line)
+        used[share] = len(calls)
+    assert used["false"] == 0 and used["true"] > 0  # the shared path ran, in the second run only
+    assert rows["true"]["completions/mean_length"] == rows["false"]["completions/mean_length"]
+    assert rows["true"]["grad_norm"] == pytest.approx(rows["false"]["grad_norm"], rel=1e-4)
+    assert rows["true"]["loss"] == pytest.approx(rows["false"]["loss"], abs=1e-6)
+    assert rows["true"]["entropy"] == pytest.approx(rows["false"]["entropy"], rel=1e-5)
