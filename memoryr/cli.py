@@ -121,10 +121,12 @@ def _report(argv: list[str]) -> None:
 def _sweep(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="memoryr sweep", description="Run a grid of recipes x seeds, resumably.")
     parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="the sweep file (see memoryr/sweep.py)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs finished so far (e.g. while the sweep is still going)")
     args = parser.parse_args(argv)
-    from memoryr.sweep import run_sweep
+    from memoryr.sweep import report_finished, run_sweep
 
-    print(f"report: {run_sweep(args.sweep)}")
+    print(f"report: {(report_finished if args.report_only else run_sweep)(args.sweep)}")
 
 
 COMMANDS = {

@@ -6,7 +6,9 @@ half way still compares every method.
 A finished run (one with `final/`) is skipped; an interrupted one continues from its last
 checkpoint, memories included; a run interrupted before its first checkpoint starts again. After
 training, each run's best and last models are evaluated on the held-out set (`eval-best/`,
-`eval-last/`), and the report over all runs is written at the end. The sweep file:
+`eval-last/`), and the report over all runs is written at the end, with each run's small
+artefacts (metrics, evals, sampled completions, run record; no weights) copied beside it.
+`--report-only` reports the runs finished so far. The sweep file:
 
     out: runs/cpu-study            # one folder per run: <recipe name>-seed<seed>
     recipes: [recipes/arith-r1-cpu.yaml, recipes/arith-memoryrplus-cpu.yaml]
@@ -124,6 +126,34 @@ def _eta(durations: list[float], remaining: int) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+ARTEFACTS = ("run.json", "metrics.jsonl", "evals.json", "completions.jsonl", "eval-best/results.json",
+             "eval-last/results.json")  # small files worth keeping with the report; no weights
+
+
+def collect(folders: list[Path], report_dir: Path) -> None:
+    """Copy each run's small artefacts to `report_dir/runs/<run>/`, so the report travels with its data."""
+    for folder in folders:
+        for name in ARTEFACTS:
+            if (folder / name).exists():
+                target = report_dir / "runs" / folder.name / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / name, target)
+
+
+def report_finished(path: Path) -> Path:
+    """Report the runs of a sweep that have finished so far (a sweep stopped part way); trains nothing."""
+    sweep = load_sweep(path)
+    folders = [run_dir(sweep, r, s) for s in sweep.seeds for r in sweep.recipes]
+    finished = [f for f in folders if (f / "final").exists()]
+    if not finished:
+        raise SweepError(f"no finished run in {sweep.out} yet")
+    report_dir = sweep.report or sweep.out / "report"
+    print(f"{len(finished)} of {len(folders)} runs finished: {', '.join(f.name for f in finished)}")
+    _memoryr("report", *map(str, finished), "--out", str(report_dir))
+    collect(finished, report_dir)
+    return report_dir
+
+
 def run_sweep(path: Path) -> Path:
     """Train, evaluate and report every run of a sweep; returns the report folder."""
     sweep = load_sweep(path)
@@ -140,5 +170,7 @@ def run_sweep(path: Path) -> Path:
             durations.append(time.monotonic() - started)
         _evaluate(sweep, folder)
     report_dir = sweep.report or sweep.out / "report"
-    _memoryr("report", *[str(run_dir(sweep, r, s)) for r, s in grid], "--out", str(report_dir))
+    folders = [run_dir(sweep, r, s) for r, s in grid]
+    _memoryr("report", *map(str, folders), "--out", str(report_dir))
+    collect(folders, report_dir)
     return report_dir

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memoryr.sweep import SweepError, load_sweep, run_sweep
+from memoryr.sweep import SweepError, load_sweep, report_finished, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "16", "--gradient_checkpointing", "false",
@@ -50,6 +50,10 @@ def test_sweep_runs_evaluates_skips_and_resumes(tmp_path, tiny_model_path, data_
             # evaluated like the run's own held-out eval: its seed and completion length
             assert results["settings"]["seed"] == seed and results["settings"]["max_new_tokens"] == 16
     assert (report / "report.md").exists()
+    copied = report / "runs" / "gsm8k-memoryrplus-cpu-seed1"
+    for name in ("metrics.jsonl", "evals.json", "run.json", "eval-best/results.json", "eval-last/results.json"):
+        assert (copied / name).read_bytes() == (runs / "gsm8k-memoryrplus-cpu-seed1" / name).read_bytes(), name
+    assert not list(report.rglob("*.safetensors"))
     # an interrupted run (checkpoint, no final/) is resumed; a finished one is skipped
     interrupted = runs / "gsm8k-memoryrplus-cpu-seed2"
     shutil.rmtree(interrupted / "final")
@@ -58,6 +62,13 @@ def test_sweep_runs_evaluates_skips_and_resumes(tmp_path, tiny_model_path, data_
     out = capsys.readouterr().out
     assert "gsm8k-memoryrplus-cpu-seed1: finished, skipped" in out
     assert "resuming" in out and (interrupted / "final").exists()
+    # a partial sweep reports only what has finished
+    shutil.rmtree(interrupted / "final")
+    shutil.rmtree(report)
+    report_finished(path)
+    assert "1 of 2 runs finished: gsm8k-memoryrplus-cpu-seed1" in capsys.readouterr().out
+    assert [p.name for p in (report / "runs").iterdir()] == ["gsm8k-memoryrplus-cpu-seed1"]
+    assert [r["seed"] for r in json.loads((report / "report.json").read_text())["runs"]] == [1]
 
 
 def test_a_failing_run_stops_the_sweep_with_one_line(tmp_path, data_dir, monkeypatch):
@@ -65,3 +76,8 @@ def test_a_failing_run_stops_the_sweep_with_one_line(tmp_path, data_dir, monkeyp
     path = write_sweep(tmp_path, overrides=[*TINY, "--task", "jsonl:/nonexistent.jsonl"], seeds=[1])
     with pytest.raises(SweepError, match="`memoryr train --config .*` failed with exit status 2"):
         run_sweep(path)
+
+
+def test_report_only_before_any_run_finished_is_a_clear_error(tmp_path):
+    with pytest.raises(SweepError, match="no finished run"):
+        report_finished(write_sweep(tmp_path))
