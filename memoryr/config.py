@@ -60,7 +60,7 @@ class ScriptArguments:
     eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
     eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir (memories included)."})
-    share_prompt_prefix: bool = field(default=False, metadata={"help": "Run each distinct prompt once per micro-batch in the training forward/backward (same numbers, less work; needs gradient_checkpointing false)."})
+    share_prompt_prefix: bool = field(default=False, metadata={"help": "Pre-fill and run each distinct prompt once in generation and in the training forward/backward (same numbers, less work; needs gradient_checkpointing false)."})
 
 
 DATACLASSES = (ScriptArguments, GRPOConfig, ModelConfig)
