@@ -309,7 +309,8 @@ def _metric_panels(runs: list[Run], styles: list[dict], keys: list[tuple[str, st
 
 
 def write_plots(runs: list[Run], out: Path) -> list[Path]:
-    """rewards.png, correctness.png, length.png, zero_std.png and (with eval rows) eval.png."""
+    """rewards.png, correctness.png, length.png, zero_std.png, entropy.png, memory.png (memory runs)
+    and (with eval rows) eval.png."""
     styles = _styles(runs)
     reward_keys = sorted({k for run in runs for r in run.steps for k in r if re.fullmatch(r"rewards/.+/mean", k)})
     reward_panels = [(k, k.split("/")[1]) for k in reward_keys] + [("reward", "total reward")]
@@ -318,6 +319,9 @@ def write_plots(runs: list[Run], out: Path) -> list[Path]:
         "correctness.png": ("Correctness reward", [("rewards/correctness/mean", "correctness")]),
         "length.png": ("Completion length (tokens)", [(f"completions/{s}_length", s) for s in ("mean", "min", "max")]),
         "zero_std.png": ("Groups with zero reward std (no advantage signal)", [("frac_reward_zero_std", "fraction")]),
+        "entropy.png": ("Policy entropy of the sampled tokens (nats)", [("entropy", "entropy")]),
+        "memory.png": ("Episodic memories", [(f"memory/{k}", k) for k in (
+            "success_entries", "failure_entries", "exploit_raw_mean", "explore_raw_mean")]),
     }
     written = []
     for name, (title, keys) in figures.items():

@@ -34,14 +34,16 @@ COLLAPSED = {  # completions shrink to a few tokens, format rewards max out, cor
     "completions/clipped_ratio": (0.2, 0.0), "rewards/correctness/mean": (0.30, 0.25),
     "rewards/strict_format/mean": (0.0, 0.5), "rewards/soft_format/mean": (0.1, 0.5), "rewards/xml_count/mean": (0.2, 0.5),
     "rewards/int_answer/mean": (0.2, 0.5), "reward": (0.8, 2.25), "frac_reward_zero_std": (0.3, 1.0),
+    "entropy": (1.2, 0.01),
 }
 HEALTHY = {  # format rewards rise, but so does correctness; lengths stay put
     "completions/mean_length": (150, 140), "completions/min_length": (40, 40), "completions/max_length": (200, 200),
     "completions/clipped_ratio": (0.1, 0.1), "rewards/correctness/mean": (0.20, 0.40),
     "rewards/strict_format/mean": (0.0, 0.3), "rewards/soft_format/mean": (0.1, 0.3), "rewards/xml_count/mean": (0.2, 0.3),
     "rewards/memoryr+/mean": (0.5, 0.7), "reward": (0.8, 1.9), "frac_reward_zero_std": (0.3, 0.2),
+    "entropy": (1.2, 0.9), "memory/failure_entries": (8, 400),
 }
-COSINE = {k: v for k, v in HEALTHY.items() if "memoryr" not in k and "correctness" not in k} | {
+COSINE = {k: v for k, v in HEALTHY.items() if "memor" not in k and "correctness" not in k} | {
     "rewards/cosine/mean": (-0.5, 0.1)  # no plain correctness reward: the cosine reward stands in for it
 }
 
@@ -87,7 +89,7 @@ def test_report_flags_collapse_and_tabulates_best_and_last(runs, tmp_path):
     assert "| eval task | R1 | Cosine | Memory-R+ |" in text
     assert "| gsm8k | 30.0 (10.0), n=1 | no eval rows | 36.0 ± 5.7 (33.5 ± 2.1), n=2 |" in text
     assert "**yes**" in text
-    for png in ("rewards.png", "correctness.png", "length.png", "zero_std.png", "eval.png"):
+    for png in ("rewards.png", "correctness.png", "length.png", "zero_std.png", "entropy.png", "memory.png", "eval.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
         assert f"]({png})" in text
 
@@ -142,3 +144,9 @@ def test_missing_or_empty_runs_are_clear_errors(tmp_path):
 def test_format_cell_with_a_single_run():
     cell = {"n": 1, "best_mean": 40.0, "best_std": None, "last_mean": 35.0, "last_std": None}
     assert format_cell(cell) == "40.0 (35.0), n=1"
+
+
+def test_no_memory_plot_without_memory_runs(runs, tmp_path):
+    md = report([runs[0]], tmp_path / "r1only", CollapseThresholds())
+    assert (tmp_path / "r1only" / "entropy.png").exists() and not (tmp_path / "r1only" / "memory.png").exists()
+    assert "memory.png" not in md.read_text()
