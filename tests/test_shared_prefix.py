@@ -1,9 +1,10 @@
-"""Shared-prompt log-probs equal the plain forward's: values, entropies and gradients, in and out of GRPO."""
+"""Prompt sharing equals the plain path: log-probs, entropies, gradients and sampled tokens, in and out of GRPO."""
 
 import json
 
 import pytest
 import torch
+from test_train import RECIPES, TINY
 from transformers import AutoModelForCausalLM, GenerationConfig
 from trl.trainer.utils import add_fused_lm_head
 
@@ -11,7 +12,6 @@ import memoryr.train
 from memoryr.config import ConfigError, parse_config
 from memoryr.shared_prefix import shared_prefix_generate, shared_prefix_logps
 from memoryr.train import train
-from test_train import RECIPES, TINY
 
 
 @pytest.fixture(scope="module")
