@@ -140,37 +140,43 @@ def collect(folders: list[Path], report_dir: Path) -> None:
                 shutil.copyfile(folder / name, target)
 
 
+def grid(sweep: Sweep) -> list[tuple[Path, int]]:
+    """(recipe, seed) pairs in run order: every recipe at the first seed, then the next seed."""
+    return [(recipe, seed) for seed in sweep.seeds for recipe in sweep.recipes]
+
+
+def _write_report(sweep: Sweep, folders: list[Path]) -> Path:
+    """`memoryr report` over the run folders, with their small artefacts copied beside it."""
+    report_dir = sweep.report or sweep.out / "report"
+    _memoryr("report", *map(str, folders), "--out", str(report_dir))
+    collect(folders, report_dir)
+    return report_dir
+
+
 def report_finished(path: Path) -> Path:
     """Report the runs of a sweep that have finished so far (a sweep stopped part way); trains nothing."""
     sweep = load_sweep(path)
-    folders = [run_dir(sweep, r, s) for s in sweep.seeds for r in sweep.recipes]
+    folders = [run_dir(sweep, r, s) for r, s in grid(sweep)]
     finished = [f for f in folders if (f / "final").exists()]
     if not finished:
         raise SweepError(f"no finished run in {sweep.out} yet")
-    report_dir = sweep.report or sweep.out / "report"
     print(f"{len(finished)} of {len(folders)} runs finished: {', '.join(f.name for f in finished)}")
-    _memoryr("report", *map(str, finished), "--out", str(report_dir))
-    collect(finished, report_dir)
-    return report_dir
+    return _write_report(sweep, finished)
 
 
 def run_sweep(path: Path) -> Path:
     """Train, evaluate and report every run of a sweep; returns the report folder."""
     sweep = load_sweep(path)
-    grid = [(recipe, seed) for seed in sweep.seeds for recipe in sweep.recipes]
+    runs = grid(sweep)
     durations: list[float] = []
-    for i, (recipe, seed) in enumerate(grid, 1):
+    for i, (recipe, seed) in enumerate(runs, 1):
         folder = run_dir(sweep, recipe, seed)
         if (folder / "final").exists():
-            print(f"[{i}/{len(grid)}] {folder.name}: finished, skipped")
+            print(f"[{i}/{len(runs)}] {folder.name}: finished, skipped")
         else:
-            print(f"[{i}/{len(grid)}] {folder.name}: training (time left for this sweep: {_eta(durations, len(grid) - i + 1)})")
+            print(f"[{i}/{len(runs)}] {folder.name}: training (time left for this sweep: {_eta(durations, len(runs) - i + 1)})")
             started = time.monotonic()
             _train(sweep, recipe, seed, folder)
             durations.append(time.monotonic() - started)
         _evaluate(sweep, folder)
-    report_dir = sweep.report or sweep.out / "report"
-    folders = [run_dir(sweep, r, s) for r, s in grid]
-    _memoryr("report", *map(str, folders), "--out", str(report_dir))
-    collect(folders, report_dir)
-    return report_dir
+    return _write_report(sweep, [run_dir(sweep, r, s) for r, s in runs])
