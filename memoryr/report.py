@@ -2,9 +2,10 @@
 
 `report(runs, out, thresholds)` reads each run's run.json and metrics.jsonl and writes PNG plots
 (runs of one method share a colour), `report.md` (eval accuracy "best (last)" in %, mean ± std over
-seeds, one column per method as in the paper's Table 1, then per-run collapse flags) and
-`report.json` (the same numbers, machine-readable). Eval rows are metrics.jsonl records with
-`eval/accuracy` (a fraction, for the run's eval task) or `eval/<task>/accuracy`.
+seeds, one column per method as in the paper's Table 1, per-run collapse flags, then each method's
+training metrics at the start and end) and `report.json` (the same numbers, machine-readable).
+Eval rows are metrics.jsonl records with `eval/accuracy` (a fraction, for the run's eval task) or
+`eval/<task>/accuracy`.
 """
 
 from __future__ import annotations
@@ -247,6 +248,42 @@ def format_cell(cell: dict) -> str:
     return f"{_pm(cell['best_mean'], cell['best_std'])} ({_pm(cell['last_mean'], cell['last_std'])}), n={cell['n']}"
 
 
+# ---------------------------------------------------------------- training dynamics
+
+DYNAMICS = (  # (metrics.jsonl key, row name) for the first -> last table
+    ("rewards/correctness/mean", "correctness reward"),
+    ("rewards/cosine/mean", "cosine reward"),
+    ("rewards/strict_format/mean", "strict-format reward"),
+    ("completions/mean_length", "completion length (tokens)"),
+    ("entropy", "entropy (nats)"),
+    ("frac_reward_zero_std", "groups with zero reward std"),
+    ("memory/success_entries", "success-memory responses"),
+    ("memory/failure_entries", "failure-memory responses"),
+    ("memory/exploit_raw_mean", "raw exploitation score"),
+    ("memory/explore_raw_mean", "raw exploration score"),
+)
+
+
+def dynamics_table(runs: list[Run], edge: float) -> dict[str, dict[str, dict]]:
+    """Per metric and method: mean over runs of each run's first- and last-`edge`-window means, and n runs."""
+    table: dict[str, dict[str, dict]] = {}
+    for key, _ in DYNAMICS:
+        for method in METHODS:
+            series = [_series(run, key)[1] for run in runs if run.method == method]
+            series = [values for values in series if values]
+            if series:
+                table.setdefault(key, {})[method] = {
+                    "n": len(series),
+                    "first": statistics.fmean(_window_mean(v, edge, last=False) for v in series),
+                    "last": statistics.fmean(_window_mean(v, edge, last=True) for v in series),
+                }
+    return table
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
 # ---------------------------------------------------------------- plots
 
 
@@ -353,7 +390,9 @@ def _flag_cell(flag: dict) -> str:
     return f"**yes**: {flag['why']}" if flag["flagged"] else f"no: {flag['why']}"
 
 
-def _markdown(runs: list[Run], flags: list[dict], table: dict, plots: list[Path], t: CollapseThresholds) -> str:
+def _markdown(
+    runs: list[Run], flags: list[dict], table: dict, dynamics: dict, plots: list[Path], t: CollapseThresholds
+) -> str:
     lines = ["# memoryr report", "", f"Runs: {len(runs)}", ""]
     lines += [
         "## Eval accuracy",
@@ -389,6 +428,21 @@ def _markdown(runs: list[Run], flags: list[dict], table: dict, plots: list[Path]
     for run, flag in zip(runs, flags):
         cells = [_flag_cell(flag[k]) for k in ("length", "reward_mode", "zero_advantage")]
         lines.append(f"| {run.path} | {run.method} | {run.seed} | {len(run.steps)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Training dynamics",
+        "",
+        f"First -> last: means over the first and last {t.edge:.0%} of each run's logged steps, averaged over "
+        "the method's runs (training samples, not held-out problems).",
+        "",
+        "| metric | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for key, name in DYNAMICS:
+        if key in dynamics:
+            cells = [dynamics[key].get(m) for m in methods]
+            row = [f"{_number(c['first'])} -> {_number(c['last'])}" if c else "-" for c in cells]
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -406,6 +460,7 @@ def report(runs: list[Path], out: Path, thresholds: CollapseThresholds) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     flags = [collapse_flags(run, thresholds) for run in loaded]
     table = accuracy_table(loaded)
+    dynamics = dynamics_table(loaded, thresholds.edge)
     plots = write_plots(loaded, out)
     record = {
         "format_version": 1,
@@ -422,11 +477,12 @@ def report(runs: list[Path], out: Path, thresholds: CollapseThresholds) -> Path:
             for run, flag in zip(loaded, flags)
         ],
         "accuracy_table_pct": table,
+        "dynamics": dynamics,
         "plots": [p.name for p in plots],
     }
     (out / "report.json").write_text(json.dumps(record, indent=2))
     path = out / "report.md"
-    path.write_text(_markdown(loaded, flags, table, plots, thresholds))
+    path.write_text(_markdown(loaded, flags, table, dynamics, plots, thresholds))
     return path
 
 

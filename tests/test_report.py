@@ -150,3 +150,20 @@ def test_no_memory_plot_without_memory_runs(runs, tmp_path):
     md = report([runs[0]], tmp_path / "r1only", CollapseThresholds())
     assert (tmp_path / "r1only" / "entropy.png").exists() and not (tmp_path / "r1only" / "memory.png").exists()
     assert "memory.png" not in md.read_text()
+
+
+def test_training_dynamics_average_each_runs_first_and_last_windows(runs, tmp_path):
+    # 50 steps, edge 0.1 -> windows of 5 steps; on a linear ramp a window's mean is its middle step's value.
+    # R1: entropy 1.0 -> 0.02 (first 1 - 0.98 * 2/49 = 0.96, last 1 - 0.98 * 47/49 = 0.06) and flat 0.4
+    # -> 0.68 -> 0.23 over the two runs; Memory-R+ (HEALTHY) 1.2 -> 0.9 gives 1.19 -> 0.91.
+    falling = write_run(tmp_path / "r1-a", R1, 1, {"entropy": (1.0, 0.02)})
+    flat = write_run(tmp_path / "r1-b", R1, 2, {"entropy": (0.4, 0.4)})
+    md = report([falling, flat, runs[1]], tmp_path / "out", CollapseThresholds())
+    dynamics = json.loads((tmp_path / "out" / "report.json").read_text())["dynamics"]
+    assert dynamics["entropy"]["R1"] == {"n": 2, "first": pytest.approx(0.68), "last": pytest.approx(0.23)}
+    # Memory-R+ (HEALTHY): failure memory 8 -> 400, so 8 + 392 * 2/49 = 24 and 8 + 392 * 47/49 = 384
+    assert dynamics["memory/failure_entries"] == {"Memory-R+": {"n": 1, "first": 24.0, "last": 384.0}}
+    text = md.read_text()
+    assert "| entropy (nats) | 0.68 -> 0.23 | 1.19 -> 0.91 |" in text
+    assert "| failure-memory responses | - | 24 -> 384 |" in text
+    assert "cosine reward" not in text  # no run logged it
