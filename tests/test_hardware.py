@@ -52,15 +52,17 @@ def test_bench_variants_skip_bf16_without_units(tmp_path):
         load_variants(path, None)
 
 
-def test_bench_summary_is_the_median_after_the_first_step():
+def test_bench_summary_is_the_mean_after_the_first_step():
+    # the second variant generates two steps' completions on one step and none on the next
     rows = [
-        {"step_s": 100.0, "generate_s": 90.0, "gen_tokens_per_s": 1.0, "outcome_reward_s": 0.1,
+        {"step_s": 100.0, "generate_s": 90.0, "gen_tokens": 10, "outcome_reward_s": 0.1,
          "memory_reward_s": 0.2, "train_s": 9.7, "mean_length": 50, "peak_rss_gb": 3.0},
-        {"step_s": 10.0, "generate_s": 6.0, "gen_tokens_per_s": 100.0, "outcome_reward_s": 0.1,
+        {"step_s": 16.0, "generate_s": 12.0, "gen_tokens": 960, "outcome_reward_s": 0.1,
          "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": 60, "peak_rss_gb": 3.5},
-        {"step_s": 12.0, "generate_s": 8.0, "gen_tokens_per_s": 80.0, "outcome_reward_s": 0.1,
+        {"step_s": 4.0, "generate_s": 0.0, "gen_tokens": 0, "outcome_reward_s": 0.1,
          "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": 70, "peak_rss_gb": 3.4},
     ]
     s = summarise(rows)
-    assert s["step_s"] == 11.0 and s["gen_tokens_per_s"] == 90.0 and s["peak_rss_gb"] == 3.5
-    assert s["steps_per_hour"] == pytest.approx(3600 / 11.0)
+    assert s["step_s"] == 10.0 and s["generate_s"] == 6.0 and s["mean_length"] == 65.0
+    assert s["gen_tokens_per_s"] == 80.0 and s["peak_rss_gb"] == 3.5  # 960 tokens in 12 s
+    assert s["steps_per_hour"] == pytest.approx(360.0)
