@@ -168,15 +168,17 @@ def run_sweep(path: Path) -> Path:
     """Train, evaluate and report every run of a sweep; returns the report folder."""
     sweep = load_sweep(path)
     runs = grid(sweep)
-    durations: list[float] = []
+    durations: list[float] = []  # training + evaluation of the runs started from scratch in this call
     for i, (recipe, seed) in enumerate(runs, 1):
         folder = run_dir(sweep, recipe, seed)
         if (folder / "final").exists():
             print(f"[{i}/{len(runs)}] {folder.name}: finished, skipped")
-        else:
-            print(f"[{i}/{len(runs)}] {folder.name}: training (time left for this sweep: {_eta(durations, len(runs) - i + 1)})")
-            started = time.monotonic()
-            _train(sweep, recipe, seed, folder)
-            durations.append(time.monotonic() - started)
+            _evaluate(sweep, folder)
+            continue
+        print(f"[{i}/{len(runs)}] {folder.name}: training (time left for this sweep: {_eta(durations, len(runs) - i + 1)})")
+        started, from_scratch = time.monotonic(), not any(folder.glob("checkpoint-*"))
+        _train(sweep, recipe, seed, folder)
         _evaluate(sweep, folder)
+        if from_scratch:  # a resumed run is shorter and would make the estimate too hopeful
+            durations.append(time.monotonic() - started)
     return _write_report(sweep, [run_dir(sweep, r, s) for r, s in runs])

@@ -1,6 +1,7 @@
 """The sweep: a grid of real tiny runs, skipping finished ones, resuming interrupted ones, then a report."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -54,15 +55,20 @@ def test_sweep_runs_evaluates_skips_and_resumes(tmp_path, tiny_model_path, data_
     for name in ("metrics.jsonl", "evals.json", "run.json", "eval-best/results.json", "eval-last/results.json"):
         assert (copied / name).read_bytes() == (runs / "gsm8k-memoryrplus-cpu-seed1" / name).read_bytes(), name
     assert not list(report.rglob("*.safetensors"))
-    # an interrupted run (checkpoint, no final/) is resumed; a finished one is skipped
-    interrupted = runs / "gsm8k-memoryrplus-cpu-seed2"
-    shutil.rmtree(interrupted / "final")
-    capsys.readouterr()
+    assert re.search(r"seed2: training \(time left for this sweep: \d+ min\)", capsys.readouterr().out)
+    # an interrupted run (checkpoint, no final/) is resumed, a missing one trained from scratch; the resumed
+    # run's short time does not feed the estimate of time left
+    shutil.rmtree(runs / "gsm8k-memoryrplus-cpu-seed1" / "final")
+    shutil.rmtree(runs / "gsm8k-memoryrplus-cpu-seed2")
     run_sweep(path)
     out = capsys.readouterr().out
-    assert "gsm8k-memoryrplus-cpu-seed1: finished, skipped" in out
-    assert "resuming" in out and (interrupted / "final").exists()
+    assert "resuming" in out and "seed2: training (time left for this sweep: unknown)" in out
+    assert all((runs / f"gsm8k-memoryrplus-cpu-seed{seed}" / "final").exists() for seed in (1, 2))
+    # finished runs are skipped
+    run_sweep(path)
+    assert "gsm8k-memoryrplus-cpu-seed1: finished, skipped" in capsys.readouterr().out
     # a partial sweep reports only what has finished
+    interrupted = runs / "gsm8k-memoryrplus-cpu-seed2"
     shutil.rmtree(interrupted / "final")
     shutil.rmtree(report)
     report_finished(path)
