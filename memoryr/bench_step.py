@@ -72,7 +72,7 @@ def _timed_trainer_cls():
                 "memory_reward_s": memory,
                 "train_s": step_s - generate - rewards,
                 "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                "mean_length": record["completions/mean_length"],
+                "mean_length": record.get("completions/mean_length"),  # absent on steps that did not generate
             }
             with open(Path(self.args.output_dir) / "step_timings.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -96,8 +96,9 @@ def run_worker(config: str, steps: int, overrides: list[str], out: Path) -> None
 def summarise(records: list[dict]) -> dict:
     """Means over the steps after the first (the first pays for warm-up); tokens/s over all their generation."""
     steady = records[1:] or records
-    keys = ["step_s", "generate_s", "outcome_reward_s", "memory_reward_s", "train_s", "mean_length"]
+    keys = ["step_s", "generate_s", "outcome_reward_s", "memory_reward_s", "train_s"]
     summary = {k: statistics.fmean(r[k] for r in steady) for k in keys}
+    summary["mean_length"] = statistics.fmean(r["mean_length"] for r in steady if r["mean_length"] is not None)
     generate_s = sum(r["generate_s"] for r in steady)
     summary["gen_tokens_per_s"] = sum(r["gen_tokens"] for r in steady) / generate_s if generate_s else 0.0
     summary["peak_rss_gb"] = max(r["peak_rss_gb"] for r in records)
