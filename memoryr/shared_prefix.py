@@ -8,6 +8,10 @@ gradient of every copy back to the one prompt pass), and only the completions ar
 The numbers are those of the plain forward up to float summation order; positions are counted
 the same way (left padding included), so the cache continues exactly where the prompt ended.
 
+With gradient accumulation, `StepPrompts` goes further: a prompt shared by the micro-batches of
+one optimizer step is run forward once per step, not once per micro-batch, and its backward runs
+once, with the gradient all micro-batches sent to its KV cache.
+
 The KV cache cannot pass through checkpointed layers, so this needs gradient checkpointing off.
 Generation does the same: the G copies of a prompt are pre-filled once and decoding starts from
 copies of that cache, so the sampled tokens are those of a plain `generate` with the same seed.
@@ -19,6 +23,7 @@ import copy
 from collections.abc import Callable
 
 import torch
+from transformers import DynamicCache, StaticCache
 
 
 def _distinct_prefixes(input_ids: torch.Tensor, attention_mask: torch.Tensor, split: int):
@@ -30,14 +35,57 @@ def _distinct_prefixes(input_ids: torch.Tensor, attention_mask: torch.Tensor, sp
 
 def _prefix_cache(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
-    position_ids: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None, cache: StaticCache | None = None,
 ):
-    """KV cache of the distinct prefixes, one copy per row (index_select keeps the autograd graph)."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-                logits_to_keep=1)
+    """KV cache of the distinct prefixes (in `cache` if given, else a new dynamic one), one copy per row
+    (index_select keeps the autograd graph)."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
     cache.reorder_cache(rows)
     return cache
+
+
+class StepPrompts:
+    """The prompt passes of one optimizer step, shared by all its micro-batches.
+
+    Each distinct prompt runs forward once (with gradients); every micro-batch reads detached
+    copies of its KV cache, which collect that micro-batch's gradient, and `backward()` (after the
+    step's last micro-batch, before clipping) sends the collected gradient through the one prompt
+    pass. The gradient equals the per-micro-batch one up to float summation order.
+    """
+
+    def __init__(self) -> None:
+        self._prompts: dict[tuple[bytes, bytes], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+
+    def cache(self, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor) -> DynamicCache:
+        """A KV cache of the distinct prefixes `ids`/`mask` (running those not seen this step), one copy per row."""
+        keys = [(i.numpy().tobytes(), m.numpy().tobytes()) for i, m in zip(ids.cpu(), mask.cpu())]
+        # (states that depend on no trainable weight, e.g. keys under LoRA on q/v only, get no gradient)
+        missing = [j for j, key in enumerate(keys) if key not in self._prompts]
+        if missing:
+            out = model(input_ids=ids[missing], attention_mask=mask[missing], use_cache=True, logits_to_keep=1)
+            for row, j in enumerate(missing):
+                states = [t[row:row + 1] for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+                self._prompts[keys[j]] = (states, [t.detach().requires_grad_(t.requires_grad) for t in states])
+        leaves = [self._prompts[key][1] for key in keys]
+        cache = DynamicCache(config=model.config)
+        for layer in range(len(leaves[0]) // 2):
+            k, v = (torch.cat([prompt[2 * layer + i] for prompt in leaves]).index_select(0, rows) for i in (0, 1))
+            cache.update(k, v, layer)
+        return cache
+
+    def backward(self) -> None:
+        """Back-propagate the gradient the micro-batches sent to each prompt's cache, then forget the step."""
+        states, grads = [], []
+        for outputs, leaves in self._prompts.values():
+            for output, leaf in zip(outputs, leaves):
+                if leaf.grad is not None:
+                    states.append(output)
+                    grads.append(leaf.grad)
+        self._prompts.clear()
+        if states:
+            torch.autograd.backward(states, grads)
 
 
 def shared_prefix_generate(
@@ -46,7 +94,8 @@ def shared_prefix_generate(
     """`generate(...)` with repeated prompts pre-filled once; batches without repeats go to `generate` as they are.
 
     `generate` is the model's own bound `generate`; the prompt minus its last token is cached, the
-    last token starts decoding. Decoding then uses a dynamic cache (the pre-filled one). Positions
+    last token starts decoding, from the pre-filled cache: static when the generation config asks for
+    one (and knows max_new_tokens), else dynamic. Positions
     skip left padding, as `generate` counts them (the training forward counts padding too).
     """
     split = input_ids.size(1) - 1
@@ -55,13 +104,17 @@ def shared_prefix_generate(
     ids, mask, rows = _distinct_prefixes(input_ids, attention_mask, split)
     if ids.size(0) == input_ids.size(0):
         return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    config = kwargs.get("generation_config") or model.generation_config
+    max_new_tokens = kwargs.get("max_new_tokens", config.max_new_tokens)
+    static = kwargs.pop("cache_implementation", config.cache_implementation) == "static" and max_new_tokens is not None
     if kwargs.get("generation_config") is not None:
         kwargs["generation_config"] = copy.copy(kwargs["generation_config"])
         kwargs["generation_config"].cache_implementation = None
-    kwargs.pop("cache_implementation", None)
+    # a static cache (written in place) decodes faster on CPU than a dynamic one (concatenated every token)
+    cache = StaticCache(config=model.config, max_cache_len=input_ids.size(1) + max_new_tokens) if static else None
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     with torch.no_grad():
-        cache = _prefix_cache(model, ids, mask, rows, positions)
+        cache = _prefix_cache(model, ids, mask, rows, positions, cache)
     return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kwargs)
 
 
@@ -71,17 +124,20 @@ def shared_prefix_logps(
     attention_mask: torch.Tensor,
     logits_to_keep: int,
     compute_entropy: bool = False,
+    step_prompts: StepPrompts | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of the last `logits_to_keep` tokens of each row, shape (B, logits_to_keep).
 
     `model` is a causal LM patched with TRL's fused LM head (as GRPOTrainer does). The prompt is every
     column before the last `logits_to_keep`; its last token stays with the completion, because its
-    logits score the first completion token.
+    logits score the first completion token. With `step_prompts`, prompts already run this optimizer
+    step are reused (see `StepPrompts`).
     """
     split = input_ids.size(1) - logits_to_keep - 1
     if split < 1:
         raise ValueError(f"need at least 2 prompt tokens to share a prefix, got {split + 1}")
-    cache = _prefix_cache(model, *_distinct_prefixes(input_ids, attention_mask, split))
+    ids, mask, rows = _distinct_prefixes(input_ids, attention_mask, split)
+    cache = step_prompts.cache(model, ids, mask, rows) if step_prompts is not None else _prefix_cache(model, ids, mask, rows)
     suffix_ids = input_ids[:, split:]
     labels = suffix_ids.masked_fill(attention_mask[:, split:] == 0, -100)
     labels[:, 0] = -100  # the prompt's last token is context, not scored

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
+from accelerate.utils import DistributedType
 from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
@@ -29,7 +30,8 @@ from memoryr.hardware import cpu_precision_fallback
 from memoryr.models import load_tokenizer, resolve_model
 from memoryr.prompts import build_prompt
 from memoryr.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
-from memoryr.shared_prefix import shared_prefix_generate, shared_prefix_logps
+from memoryr.packed_decode import packed_generate, packing_fallback
+from memoryr.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
 
 SAMPLES_PER_LOG = 4  # completions written to completions.jsonl at each logged step
 LIBRARIES = ("memoryr", "torch", "transformers", "trl", "accelerate", "datasets", "math-verify", "peft")
@@ -170,16 +172,33 @@ class HeldOutEval(TrainerCallback):
 
 
 class MemoryrTrainer(GRPOTrainer):
-    """GRPOTrainer that also writes metrics.jsonl / completions.jsonl, saves memories in checkpoints and
-    (with `share_prompt_prefix`) runs each distinct prompt once in generation and forward/backward."""
+    """GRPOTrainer that also writes metrics.jsonl / completions.jsonl, saves memories in checkpoints,
+    (with `share_prompt_prefix`) runs each distinct prompt once per step in generation and
+    forward/backward, and (with `pack_decode_weights`) decodes with MKL-packed weights on CPU."""
 
-    def __init__(self, *args, memory=None, share_prompt_prefix: bool = False, **kwargs):
+    def __init__(self, *args, memory=None, share_prompt_prefix: bool = False, pack_decode_weights: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.memory = memory
         self.share_prompt_prefix = share_prompt_prefix
-        if share_prompt_prefix:  # the object TRL's unwrap_model_for_generation hands back
-            policy = self.accelerator.unwrap_model(self.model)
+        # one prompt pass per optimizer step needs the backward to stay ours (no DDP/DeepSpeed hooks)
+        single = self.accelerator.distributed_type == DistributedType.NO
+        self.step_prompts = StepPrompts() if share_prompt_prefix and single else None
+        policy = self.accelerator.unwrap_model(self.model)  # the object TRL's unwrap_model_for_generation hands back
+        if share_prompt_prefix:
             policy.generate = partial(shared_prefix_generate, policy.generate, policy)
+        if pack_decode_weights:
+            notice = packing_fallback(policy)
+            if notice:
+                print(f"[memoryr] {notice}")
+            else:
+                policy.generate = partial(packed_generate, policy.generate, policy)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.step_prompts is not None and self.accelerator.sync_gradients:  # the step's last micro-batch
+            self.step_prompts.backward()
+        return loss
 
     def _get_per_token_logps_and_entropies(
         self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
@@ -191,9 +210,10 @@ class MemoryrTrainer(GRPOTrainer):
                 **multimodal,
             )
         batch_size = batch_size or input_ids.size(0)
+        step_prompts = self.step_prompts if torch.is_grad_enabled() else None  # no_grad passes share within a call
         chunks = [
             shared_prefix_logps(model, input_ids[i:i + batch_size], attention_mask[i:i + batch_size],
-                                logits_to_keep, compute_entropy)
+                                logits_to_keep, compute_entropy, step_prompts)
             for i in range(0, input_ids.size(0), batch_size)
         ]
         logps = torch.cat([c[0] for c in chunks])
@@ -307,6 +327,7 @@ def train(
         callbacks=[HeldOutEval(script_args, training_args, tokenizer, out)] if script_args.eval_limit > 0 else None,
         memory=memory,
         share_prompt_prefix=script_args.share_prompt_prefix,
+        pack_decode_weights=script_args.pack_decode_weights,
     )
     if trainer.accelerator.is_main_process:
         write_run_record(out / "run.json", script_args, training_args, model_args)

@@ -10,7 +10,8 @@ from trl.trainer.utils import add_fused_lm_head
 
 import memoryr.train
 from memoryr.config import ConfigError, parse_config
-from memoryr.shared_prefix import shared_prefix_generate, shared_prefix_logps
+from memoryr.rewards import full_texts
+from memoryr.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
 from memoryr.train import train
 
 
@@ -67,18 +68,46 @@ def test_logps_entropies_and_gradients_match_the_plain_forward(model):
     torch.testing.assert_close(g_shared, g_plain, rtol=0, atol=1e-5 * g_plain.abs().max().item())
 
 
+def test_step_prompts_run_each_prompt_once_per_step_with_the_plain_gradient(model):
+    ids, mask, completion_mask = batch()
+    weights = torch.arange(1, 7, dtype=torch.float32)[:, None]
+    g_plain = grads(model, (plain_logps(model, ids, mask, 7)[0] * completion_mask * weights).sum())
+    prefix_passes = []
+    hook = model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: prefix_passes.append(kwargs["input_ids"].size(0)) if kwargs["input_ids"].size(1) == 11 else None,
+        with_kwargs=True)
+    model.zero_grad()
+    step = StepPrompts()
+    for rows in (slice(0, 3), slice(3, 6)):  # two micro-batches, each holding both prompts
+        logps, _ = shared_prefix_logps(model, ids[rows], mask[rows], 7, step_prompts=step)
+        (logps * completion_mask[rows] * weights[rows]).sum().backward()
+    hook.remove()
+    step.backward()
+    g_step = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert prefix_passes == [2]  # both distinct prompts, in the first micro-batch only
+    torch.testing.assert_close(g_step, g_plain, rtol=0, atol=1e-5 * g_plain.abs().max().item())
+
+
 @pytest.mark.parametrize("sample", [False, True])
-def test_generation_from_a_shared_prefill_gives_the_plain_tokens(model, sample):
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
+def test_generation_from_a_shared_prefill_gives_the_plain_tokens(model, sample, cache):
     ids, mask, _ = batch()
     prompt_ids, prompt_mask = ids[:, :12], mask[:, :12]
     config = GenerationConfig(max_new_tokens=10, do_sample=sample, temperature=1.0, top_k=0, top_p=1.0,
-                              cache_implementation="static", pad_token_id=0, eos_token_id=None)
+                              cache_implementation=cache, pad_token_id=0, eos_token_id=None)
     torch.manual_seed(3)
     plain = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+    caches = []
+
+    def generate(**kwargs):
+        caches.append(type(kwargs["past_key_values"]).__name__)
+        return model.generate(**kwargs)
+
     torch.manual_seed(3)
-    shared = shared_prefix_generate(model.generate, model, prompt_ids, prompt_mask, generation_config=config)
+    shared = shared_prefix_generate(generate, model, prompt_ids, prompt_mask, generation_config=config)
     assert torch.equal(shared, plain)
-    assert config.cache_implementation == "static"  # the caller's config is left as it was
+    assert caches == [{"static": "StaticCache", "dynamic": "DynamicCache"}[cache]]  # decoding from the pre-fill
+    assert config.cache_implementation == cache  # the caller's config is left as it was
 
 
 def test_a_one_token_prompt_cannot_be_shared(model):
@@ -93,20 +122,32 @@ def test_sharing_with_gradient_checkpointing_is_a_config_error():
                       "--gradient_checkpointing", "true"])
 
 
+def varied_reward(completions, **kwargs) -> list[float]:
+    """Differs between the tiny model's random completions, so advantages and the gradient are not zero."""
+    return [float(len(text) % 7) for text in full_texts(completions)]
+
+
 @pytest.mark.slow
 def test_grpo_step_with_shared_prompts_has_the_plain_loss_and_gradient(tmp_path, tiny_model_path, data_dir, monkeypatch):
     calls = []
     monkeypatch.setattr(memoryr.train, "shared_prefix_logps",
-                        lambda *a, **k: calls.append(1) or shared_prefix_logps(*a, **k))
+                        lambda *a, **k: calls.append(k.get("step_prompts", a[-1])) or shared_prefix_logps(*a, **k))
+    monkeypatch.setattr(memoryr.train, "build_rewards", lambda args, training_args: ([varied_reward], None))
     rows, used = {}, {}
-    for share in ("false", "true"):
-        out = tmp_path / share
+    for name, flags in {"plain": ["--share_prompt_prefix", "false"], "shared": ["--share_prompt_prefix", "true"],
+                        "shared+packed": ["--share_prompt_prefix", "true", "--pack_decode_weights", "true"]}.items():
+        out = tmp_path / name
         train(*parse_config(["--config", str(RECIPES / "gsm8k-r1-cpu.yaml"), *TINY, "--output_dir", str(out),
-                             "--max_steps", "1", "--eval_limit", "0", "--share_prompt_prefix", share]))
-        rows[share] = next(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line)
-        used[share] = len(calls)
-    assert used["false"] == 0 and used["true"] > 0  # the shared path ran, in the second run only
-    assert rows["true"]["completions/mean_length"] == rows["false"]["completions/mean_length"]
-    assert rows["true"]["grad_norm"] == pytest.approx(rows["false"]["grad_norm"], rel=1e-4)
-    assert rows["true"]["loss"] == pytest.approx(rows["false"]["loss"], abs=1e-6)
-    assert rows["true"]["entropy"] == pytest.approx(rows["false"]["entropy"], rel=1e-5)
+                             "--max_steps", "1", "--eval_limit", "0", *flags]))
+        rows[name] = next(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line)
+        used[name], calls[:] = list(calls), []
+    assert used["plain"] == []
+    # the shared runs trained 4 micro-batches of 2 through one StepPrompts, reused across the step
+    assert len(used["shared"]) == 4 and all(isinstance(s, StepPrompts) for s in used["shared"])
+    assert rows["plain"]["grad_norm"] > 0.01
+    for name in ("shared", "shared+packed"):
+        assert rows[name]["completions/mean_length"] == rows["plain"]["completions/mean_length"]
+        assert rows[name]["reward"] == rows["plain"]["reward"]  # the same completions were sampled
+        assert rows[name]["grad_norm"] == pytest.approx(rows["plain"]["grad_norm"], rel=1e-4)
+        assert rows[name]["loss"] == pytest.approx(rows["plain"]["loss"], abs=1e-6)
+        assert rows[name]["entropy"] == pytest.approx(rows["plain"]["entropy"], rel=1e-5)
