@@ -71,7 +71,7 @@ def _timed_trainer_cls():
                 "outcome_reward_s": rewards - memory,
                 "memory_reward_s": memory,
                 "train_s": step_s - generate - rewards,
-                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
                 "mean_length": record.get("completions/mean_length"),  # absent on steps that did not generate
             }
             with open(Path(self.args.output_dir) / "step_timings.jsonl", "a") as f:
@@ -101,7 +101,7 @@ def summarise(records: list[dict]) -> dict:
     summary["mean_length"] = statistics.fmean(r["mean_length"] for r in steady if r["mean_length"] is not None)
     generate_s = sum(r["generate_s"] for r in steady)
     summary["gen_tokens_per_s"] = sum(r["gen_tokens"] for r in steady) / generate_s if generate_s else 0.0
-    summary["peak_rss_gb"] = max(r["peak_rss_gb"] for r in records)
+    summary["peak_rss_gib"] = max(r["peak_rss_gib"] for r in records)
     summary["steps_per_hour"] = 3600 / summary["step_s"]
     return summary
 
@@ -125,16 +125,16 @@ def load_variants(path: Path, bf16_kind: str | None) -> tuple[dict[str, dict], l
 
 
 def format_table(results: dict[str, dict], baseline: str) -> str:
-    """One row per variant with its medians and its steps/hour relative to the baseline."""
+    """One row per variant with its means and its steps/hour relative to the baseline."""
     head = (f"{'variant':<24} {'step s':>7} {'gen s':>7} {'gen tok/s':>9} {'rest s':>7} {'outcome s':>9} "
-            f"{'memory s':>8} {'len':>5} {'RSS GB':>6} {'steps/h':>7} {'x base':>6}")
+            f"{'memory s':>8} {'len':>5} {'RSS GiB':>7} {'steps/h':>7} {'x base':>6}")
     lines = [head, "-" * len(head)]
     base = results[baseline]["steps_per_hour"] if baseline in results else None
     for name, s in results.items():
         ratio = s["steps_per_hour"] / base if base else float("nan")
         lines.append(f"{name:<24} {s['step_s']:>7.1f} {s['generate_s']:>7.1f} {s['gen_tokens_per_s']:>9.1f} "
                      f"{s['train_s']:>7.1f} {s['outcome_reward_s']:>9.3f} {s['memory_reward_s']:>8.3f} "
-                     f"{s['mean_length']:>5.0f} {s['peak_rss_gb']:>6.2f} {s['steps_per_hour']:>7.0f} {ratio:>6.2f}")
+                     f"{s['mean_length']:>5.0f} {s['peak_rss_gib']:>7.2f} {s['steps_per_hour']:>7.0f} {ratio:>6.2f}")
     return "\n".join(lines)
 
 
@@ -165,7 +165,7 @@ def bench_step(config: str, variants_path: Path, steps: int, only: list[str] | N
         for r in records:
             print(f"  step {r['step']}: {r['step_s']:.1f} s (generate {r['generate_s']:.1f} s, "
                   f"{r['gen_tokens']} tokens; rest {r['train_s']:.1f} s; rewards {r['outcome_reward_s']:.3f} s "
-                  f"+ memory {r['memory_reward_s']:.3f} s; peak RSS {r['peak_rss_gb']:.2f} GB)")
+                  f"+ memory {r['memory_reward_s']:.3f} s; peak RSS {r['peak_rss_gib']:.2f} GiB)")
         per_step[name], results[name] = records, summarise(records)
     baseline = next(iter(variants), "")
     print()

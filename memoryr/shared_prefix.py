@@ -23,6 +23,7 @@ import copy
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache, StaticCache
 
 
@@ -131,18 +132,23 @@ def shared_prefix_logps(
     `model` is a causal LM patched with TRL's fused LM head (as GRPOTrainer does). The prompt is every
     column before the last `logits_to_keep`; its last token stays with the completion, because its
     logits score the first completion token. With `step_prompts`, prompts already run this optimizer
-    step are reused (see `StepPrompts`).
+    step are reused (see `StepPrompts`). Positions past every row's completion come back as 0.
     """
     split = input_ids.size(1) - logits_to_keep - 1
     if split < 1:
         raise ValueError(f"need at least 2 prompt tokens to share a prefix, got {split + 1}")
     ids, mask, rows = _distinct_prefixes(input_ids, attention_mask, split)
     cache = step_prompts.cache(model, ids, mask, rows) if step_prompts is not None else _prefix_cache(model, ids, mask, rows)
-    suffix_ids = input_ids[:, split:]
-    labels = suffix_ids.masked_fill(attention_mask[:, split:] == 0, -100)
+    # completions are padded to the longest of the whole generation batch: columns that are padding
+    # in every row of this micro-batch are not run (causal attention: they change nothing before them)
+    filled = attention_mask[:, split + 1:].any(dim=0).nonzero()
+    keep = int(filled[-1]) + 1 if len(filled) else 1
+    suffix_ids, suffix_mask = input_ids[:, split:split + 1 + keep], attention_mask[:, :split + 1 + keep]
+    labels = suffix_ids.masked_fill(suffix_mask[:, split:] == 0, -100)
     labels[:, 0] = -100  # the prompt's last token is context, not scored
     outputs = model(
-        input_ids=suffix_ids, attention_mask=attention_mask, past_key_values=cache, labels=labels, fused_lm_head=True
+        input_ids=suffix_ids, attention_mask=suffix_mask, past_key_values=cache, labels=labels, fused_lm_head=True
     )
-    entropy = outputs.entropy[:, -logits_to_keep:] if compute_entropy else None
-    return outputs.log_probs[:, -logits_to_keep:], entropy
+    pad = (0, logits_to_keep - keep)  # back to the batch's width, zeros where nothing was run
+    entropy = F.pad(outputs.entropy[:, -keep:], pad) if compute_entropy else None
+    return F.pad(outputs.log_probs[:, -keep:], pad), entropy

@@ -56,13 +56,13 @@ def test_bench_summary_is_the_mean_after_the_first_step():
     # the second variant generates two steps' completions on one step and none on the next
     rows = [
         {"step_s": 100.0, "generate_s": 90.0, "gen_tokens": 10, "outcome_reward_s": 0.1,
-         "memory_reward_s": 0.2, "train_s": 9.7, "mean_length": 50, "peak_rss_gb": 3.0},
+         "memory_reward_s": 0.2, "train_s": 9.7, "mean_length": 50, "peak_rss_gib": 3.0},
         {"step_s": 16.0, "generate_s": 12.0, "gen_tokens": 960, "outcome_reward_s": 0.1,
-         "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": 60, "peak_rss_gb": 3.5},
+         "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": 60, "peak_rss_gib": 3.5},
         {"step_s": 4.0, "generate_s": 0.0, "gen_tokens": 0, "outcome_reward_s": 0.1,
-         "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": None, "peak_rss_gb": 3.4},
+         "memory_reward_s": 0.2, "train_s": 3.7, "mean_length": None, "peak_rss_gib": 3.4},
     ]
     s = summarise(rows)
     assert s["step_s"] == 10.0 and s["generate_s"] == 6.0 and s["mean_length"] == 60.0
-    assert s["gen_tokens_per_s"] == 80.0 and s["peak_rss_gb"] == 3.5  # 960 tokens in 12 s
+    assert s["gen_tokens_per_s"] == 80.0 and s["peak_rss_gib"] == 3.5  # 960 tokens in 12 s
     assert s["steps_per_hour"] == pytest.approx(360.0)

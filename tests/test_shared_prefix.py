@@ -68,6 +68,24 @@ def test_logps_entropies_and_gradients_match_the_plain_forward(model):
     torch.testing.assert_close(g_shared, g_plain, rtol=0, atol=1e-5 * g_plain.abs().max().item())
 
 
+def test_padding_columns_past_every_completion_are_not_run(model):
+    ids, mask, completion_mask = batch()
+    completion_mask[:, 4:] = 0  # every completion ends by column 4: the last 3 columns are padding everywhere
+    mask[:, -7:] = completion_mask
+    plain, plain_entropy = plain_logps(model, ids, mask, 7)
+    suffix_lengths = []
+    hook = model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: suffix_lengths.append(kwargs["input_ids"].size(1)), with_kwargs=True)
+    shared, shared_entropy = shared_prefix_logps(model, ids, mask, 7, compute_entropy=True)
+    hook.remove()
+    assert suffix_lengths == [11, 1 + 4]  # the prompt pass, then its last token and the 4 filled columns
+    assert shared.shape == shared_entropy.shape == (6, 7)
+    m = completion_mask.bool()
+    torch.testing.assert_close(shared[m], plain[m], rtol=0, atol=1e-5)
+    torch.testing.assert_close(shared_entropy[m], plain_entropy[m], rtol=0, atol=1e-5)
+    assert not shared[:, 4:].any() and not shared_entropy[:, 4:].any()
+
+
 def test_step_prompts_run_each_prompt_once_per_step_with_the_plain_gradient(model):
     ids, mask, completion_mask = batch()
     weights = torch.arange(1, 7, dtype=torch.float32)[:, None]
