@@ -1,4 +1,4 @@
-"""Decoding on CPU with MKL-packed weights: the same fp32 linear layers, ~1.5x faster at small batch.
+"""Decoding on CPU with MKL-packed weights: the same fp32 linear layers, 1.5x faster at small batch.
 
 A decode step multiplies a handful of rows (G = 8) by every weight matrix, and MKL's plain sgemm
 then spends much of its time re-laying out the weight (measured on SmolLM2-135M, 2 cores: 43 ms

@@ -62,12 +62,12 @@ class StepPrompts:
     def cache(self, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor) -> DynamicCache:
         """A KV cache of the distinct prefixes `ids`/`mask` (running those not seen this step), one copy per row."""
         keys = [(i.numpy().tobytes(), m.numpy().tobytes()) for i, m in zip(ids.cpu(), mask.cpu())]
-        # (states that depend on no trainable weight, e.g. keys under LoRA on q/v only, get no gradient)
         missing = [j for j, key in enumerate(keys) if key not in self._prompts]
         if missing:
             out = model(input_ids=ids[missing], attention_mask=mask[missing], use_cache=True, logits_to_keep=1)
             for row, j in enumerate(missing):
                 states = [t[row:row + 1] for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+                # states that depend on no trainable weight (keys under LoRA on q/v only) collect no gradient
                 self._prompts[keys[j]] = (states, [t.detach().requires_grad_(t.requires_grad) for t in states])
         leaves = [self._prompts[key][1] for key in keys]
         cache = DynamicCache(config=model.config)
@@ -96,8 +96,8 @@ def shared_prefix_generate(
 
     `generate` is the model's own bound `generate`; the prompt minus its last token is cached, the
     last token starts decoding, from the pre-filled cache: static when the generation config asks for
-    one (and knows max_new_tokens), else dynamic. Positions
-    skip left padding, as `generate` counts them (the training forward counts padding too).
+    one (and knows max_new_tokens), else dynamic. Positions skip left padding, as `generate` counts
+    them (the training forward counts padding too).
     """
     split = input_ids.size(1) - 1
     if split < 1 or "past_key_values" in kwargs:
