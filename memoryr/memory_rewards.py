@@ -131,15 +131,20 @@ class MemoryRewardConfig:
 
 @dataclass
 class StepScores:
-    """Normalised terms per completion of a step, plus the raw/normalised values actually scored."""
+    """Per completion of a step: normalised terms (0 where not scored), raw and normalised values (NaN where not scored)."""
 
     exploit: np.ndarray
     explore: np.ndarray
-    exploit_raw: list[float] = field(default_factory=list)
-    exploit_norm: list[float] = field(default_factory=list)
-    explore_raw: list[float] = field(default_factory=list)
-    explore_norm: list[float] = field(default_factory=list)
+    exploit_raw: np.ndarray
+    exploit_norm: np.ndarray
+    explore_raw: np.ndarray
+    explore_norm: np.ndarray
     explore_active: bool = False
+
+    @classmethod
+    def empty(cls, n: int) -> StepScores:
+        """Nothing scored yet for n completions."""
+        return cls(*(np.zeros(n) for _ in range(2)), *(np.full(n, np.nan) for _ in range(4)))
 
 
 def _groups(questions: list[str]) -> list[tuple[str, int, int]]:
@@ -242,7 +247,7 @@ class MemoryReward:
             if c.exploration:
                 log_extra("memory_explore", scores.explore[mine].tolist())
         if log_metric is not None:
-            self._log_metrics(log_metric, scores, time.perf_counter() - started)
+            self._log_metrics(log_metric, scores, correct, time.perf_counter() - started)
         return rewards[mine].tolist()
 
     def score_and_update(self, questions: list[str], texts: list[str], correct: list[float], step: int) -> StepScores:
@@ -251,7 +256,7 @@ class MemoryReward:
         embeddings = self.encoder.encode(reasoning)
         unique = list(dict.fromkeys(questions))
         query_emb = dict(zip(unique, self.encoder.encode_queries(unique)))
-        scores = StepScores(np.zeros(len(texts)), np.zeros(len(texts)))
+        scores = StepScores.empty(len(texts))
         if self.config.mode == "paper":
             self._paper_step(scores, questions, query_emb, embeddings, reasoning, correct, step)
         else:
@@ -274,15 +279,13 @@ class MemoryReward:
             if len(stored):
                 raw = exploit_scores(a, stored)
                 scores.exploit[lo:hi] = self._normalise_group(self.exploit_window, raw)
-                scores.exploit_raw += raw.tolist()
-                scores.exploit_norm += scores.exploit[lo:hi].tolist()
+                scores.exploit_raw[lo:hi], scores.exploit_norm[lo:hi] = raw, scores.exploit[lo:hi]
             if scores.explore_active:
                 stored, _, _ = self.failure.retrieve(query_emb[q], c.k)
                 if len(stored):
                     raw = explore_scores(a, stored)
                     scores.explore[lo:hi] = self._normalise_group(self.explore_window, raw)
-                    scores.explore_raw += raw.tolist()
-                    scores.explore_norm += scores.explore[lo:hi].tolist()
+                    scores.explore_raw[lo:hi], scores.explore_norm[lo:hi] = raw, scores.explore[lo:hi]
             self._insert(q, query_emb[q], embeddings[lo:hi], reasoning[lo:hi], correct[lo:hi])
 
     def _normalise_group(self, window: deque[float], raw: np.ndarray) -> np.ndarray:
@@ -302,8 +305,7 @@ class MemoryReward:
             if len(stored):
                 raw = float(exploit_scores(a, stored)[0])
                 scores.exploit[i] = _normalise_reference(self.exploit_window, raw, degenerate=1.0 + raw)
-                scores.exploit_raw.append(raw)
-                scores.exploit_norm.append(float(scores.exploit[i]))
+                scores.exploit_raw[i], scores.exploit_norm[i] = raw, scores.exploit[i]
             if c.exploration and self.failure.num_keys >= c.explore_warmup_failure_keys:
                 scores.explore_active = True
                 stored, _, _ = self.failure.retrieve(query_emb[q], c.k)
@@ -312,19 +314,20 @@ class MemoryReward:
                     continue
                 raw = float(explore_scores(a, stored)[0])
                 scores.explore[i] = _normalise_reference(self.explore_window, raw, degenerate=0.0)
-                scores.explore_raw.append(raw)
-                scores.explore_norm.append(float(scores.explore[i]))
+                scores.explore_raw[i], scores.explore_norm[i] = raw, scores.explore[i]
 
-    def _log_metrics(self, log_metric: Callable[[str, float], None], scores: StepScores, seconds: float) -> None:
-        """Report raw/normalised means (only when something was scored), memory sizes and time."""
-        for name, values in (
-            ("exploit_raw_mean", scores.exploit_raw),
-            ("exploit_norm_mean", scores.exploit_norm),
-            ("explore_raw_mean", scores.explore_raw),
-            ("explore_norm_mean", scores.explore_norm),
-        ):
-            if values:
-                log_metric(f"memory/{name}", float(np.mean(values)))
+    def _log_metrics(
+        self, log_metric: Callable[[str, float], None], scores: StepScores, correct: list[float], seconds: float
+    ) -> None:
+        """Report raw/normalised means, overall and split by the completion's correctness (only what was
+        scored), memory sizes and time. The split shows whether the memory reward echoes correctness."""
+        is_correct = np.asarray(correct) > self.config.tau_success
+        for name, values in (("exploit_raw", scores.exploit_raw), ("exploit_norm", scores.exploit_norm),
+                             ("explore_raw", scores.explore_raw), ("explore_norm", scores.explore_norm)):
+            for suffix, chosen in (("", slice(None)), ("_correct", is_correct), ("_wrong", ~is_correct)):
+                scored = values[chosen][~np.isnan(values[chosen])]
+                if len(scored):
+                    log_metric(f"memory/{name}{suffix}_mean", float(scored.mean()))
         log_metric("memory/success_keys", float(self.success.num_keys))
         log_metric("memory/success_entries", float(self.success.num_entries))
         log_metric("memory/failure_keys", float(self.failure.num_keys))
@@ -334,8 +337,9 @@ class MemoryReward:
 
     # ---- persistence -------------------------------------------------------------------------
 
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write both memories, the windows and the call counter, so a resumed run gives the same rewards."""
+    def save(self, directory: str | os.PathLike, step: int | None = None) -> None:
+        """Write both memories, the windows, the call counter and the training step they belong to, so a
+        resumed run gives the same rewards."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.success.save(directory / SUCCESS_FILE)
@@ -346,6 +350,7 @@ class MemoryReward:
             "dim": self.encoder.dim,
             "config": asdict(self.config),
             "calls": self.calls,
+            "step": step,
             "windows": {"exploit": list(self.exploit_window), "explore": list(self.explore_window)},
             "files": {name: _file_sha256(directory / name) for name in (SUCCESS_FILE, FAILURE_FILE)},
         }
@@ -358,8 +363,9 @@ class MemoryReward:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def load(self, directory: str | os.PathLike) -> None:
-        """Replace this reward's state with a saved one, refusing corrupt files or a mismatched config."""
+    def load(self, directory: str | os.PathLike, step: int | None = None) -> None:
+        """Replace this reward's state with a saved one, refusing corrupt files, a mismatched config, or
+        (given `step`) a state saved at another training step than the checkpoint it is loaded with."""
         directory = Path(directory)
         path = directory / STATE_FILE
         try:
@@ -377,6 +383,11 @@ class MemoryReward:
         if state["dim"] != self.encoder.dim:
             raise MemoryFileError(
                 f"memory state {path} has dim {state['dim']}, but the encoder gives {self.encoder.dim}"
+            )
+        if step is not None and state.get("step") != step:
+            raise MemoryFileError(
+                f"memory state {path} was saved at step {state.get('step')}, but its checkpoint is at step {step} "
+                "(copied from another checkpoint?)"
             )
         mine = asdict(self.config)
         for name in _STRUCTURAL_FIELDS:

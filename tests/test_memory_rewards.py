@@ -118,6 +118,31 @@ def test_explore_takes_the_nearest_of_several_failures():
     assert metrics["memory/explore_raw_mean"] == pytest.approx(1 - 0.6, abs=1e-7)  # max(cos x.y, cos x.z) = 0.6
 
 
+def test_metrics_split_raw_and_normalised_terms_by_correctness():
+    reward = make(True, explore_warmup_steps=0)
+    call(reward, ["x", "y"], [1, 0])  # Ms[q] = {x}, Mf[q] = {y}
+    metrics = {}
+    call(reward, ["x", "y", "z"], [1, 0, 0], metrics=metrics)
+    # exploit raw: x 0, y -sqrt2, z -sqrt0.8 -> normalised 1, 0, 1 - sqrt0.4; explore raw 1, 0, 0.2 -> same normalised
+    assert metrics["memory/exploit_raw_correct_mean"] == pytest.approx(0.0, abs=1e-7)
+    assert metrics["memory/exploit_raw_wrong_mean"] == pytest.approx(-(SQ2 + math.sqrt(0.8)) / 2, abs=1e-7)
+    assert metrics["memory/exploit_norm_correct_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["memory/exploit_norm_wrong_mean"] == pytest.approx((1 - math.sqrt(0.4)) / 2, abs=1e-6)
+    assert metrics["memory/explore_raw_correct_mean"] == pytest.approx(1.0, abs=1e-7)
+    assert metrics["memory/explore_raw_wrong_mean"] == pytest.approx(0.1, abs=1e-7)
+    assert metrics["memory/explore_norm_correct_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["memory/explore_norm_wrong_mean"] == pytest.approx(0.1, abs=1e-6)
+    # reference mode inserts before scoring: the wrong completion finds itself in Mf (explore raw 0), the
+    # correct one itself in Ms (exploit raw 0): the split makes that correctness echo visible
+    reward = make(True, mode="reference", explore_warmup_failure_keys=0)
+    metrics = {}
+    call(reward, ["x", "y"], [1, 0], metrics=metrics)
+    assert metrics["memory/exploit_raw_correct_mean"] == pytest.approx(0.0, abs=1e-7)
+    assert metrics["memory/explore_raw_wrong_mean"] == pytest.approx(0.0, abs=1e-7)
+    assert metrics["memory/exploit_raw_wrong_mean"] == pytest.approx(-SQ2, abs=1e-7)  # y against Ms = {x}
+    assert "memory/explore_raw_correct_mean" not in metrics  # x met an empty Mf: explore 1.0, nothing scored
+
+
 def _exploit_series(window, groups):
     """Normalised exploit terms of successive groups of failures at distance |t| from Ms's only entry."""
     table = dict(VECTORS)
@@ -261,11 +286,13 @@ def test_loading_refuses_mismatched_config_and_corrupt_state(tmp_path):
     reward = make(True, explore_warmup_steps=0)
     call(reward, ["x", "y"], [1, 0])
     call(reward, ["z"], [0])
-    reward.save(tmp_path)
+    reward.save(tmp_path, step=4)
     state_path = tmp_path / "memory_state.json"
     pristine = state_path.read_text()
 
-    make(True, explore_warmup_steps=0, beta_explore=0.5).load(tmp_path)  # weights may change on resume
+    make(True, explore_warmup_steps=0, beta_explore=0.5).load(tmp_path, step=4)  # weights may change on resume
+    with pytest.raises(MemoryFileError, match="saved at step 4, but its checkpoint is at step 2"):
+        make(True).load(tmp_path, step=2)
     for overrides, field in ((dict(max_keys=5), "max_keys"), (dict(max_per_key=5), "max_per_key"),
                              (dict(mode="reference"), "mode"), (dict(window=7), "window")):
         with pytest.raises(MemoryFileError, match=field):
