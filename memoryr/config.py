@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from memoryr.data import parse_task_config
+from memoryr.data import VALIDATION, parse_task_config
 
 DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]
 
@@ -42,6 +42,7 @@ class ScriptArguments:
     exemplars: str = field(default="word", metadata={"help": "Exemplar set: word (GSM8K-style) or arith."})
     prefill: str = field(default="", metadata={"help": "Text that starts the assistant turn, e.g. '<reasoning>\\n'."})
     grading: str = field(default="strict", metadata={"help": "strict (<answer> tag) or last_number."})
+    method: str | None = field(default=None, metadata={"help": "Name of this arm in reports, e.g. 'Memory-R+ (reference)' (default: from reward_funcs: R1, Cosine, Memory-R, Memory-R+)."})
     reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={"help": "Reward names: correctness, int_answer, strict_format, soft_format, xml_count, cosine, reasoning_steps, memoryr, memoryr+."})
     cosine_max_len: int | None = field(default=None, metadata={"help": "Length at which the cosine reward reaches its end value (default: max_completion_length)."})
     encoder: str = field(default="all-MiniLM-L6-v2", metadata={"help": "Sentence encoder for the memories (a sentence-transformers name or folder)."})
@@ -56,7 +57,9 @@ class ScriptArguments:
     memory_explore_warmup: int = field(default=50, metadata={"help": "Exploration starts after this many training steps (paper mode) or failure-memory questions (reference mode)."})
     memory_mode: str = field(default="paper", metadata={"help": "paper (score, then insert) or reference (the public code's choices)."})
     eval_task: str | None = field(default=None, metadata={"help": "Held-out task evaluated every eval_steps (default: the training task)."})
-    eval_split: str = field(default="test", metadata={"help": "Split of the held-out task."})
+    eval_split: str = field(default="validation", metadata={"help": "Split evaluated during training, which chooses best/: validation (disjoint from train and test), or any split of eval_task."})
+    test_split: str = field(default="test", metadata={"help": "Split on which `memoryr sweep` evaluates best/ and final/ after training (the reported numbers)."})
+    validation_size: int = field(default=200, metadata={"help": "Fixed sets (gsm8k, numina-tir, jsonl): problems carved from the end of the training split as the validation split (and removed from training)."})
     eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
     eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir (memories included)."})
@@ -117,9 +120,22 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
         parse_task_config(script_args.task_config)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    _check_splits(script_args)
     if script_args.share_prompt_prefix and training_args.gradient_checkpointing:
         raise ConfigError("share_prompt_prefix needs gradient_checkpointing false: checkpointed layers drop the prompt's KV cache")
     return script_args, training_args, model_args
+
+
+def _check_splits(args: ScriptArguments) -> None:
+    """The in-training evaluation must not see training problems, and a validation split must hold some."""
+    if (args.eval_task or args.task) == args.task and args.eval_split == args.train_split and args.eval_limit > 0:
+        raise ConfigError(f"eval_split {args.eval_split!r} is the training split: evaluating there overlaps training; "
+                          "use eval_split: validation")
+    if args.validation_size < 0:
+        raise ConfigError(f"validation_size must be >= 0, got {args.validation_size}")
+    if args.eval_split == VALIDATION and args.eval_limit > 0 and args.validation_size < 1 and \
+            not (args.eval_task or args.task).startswith("reasoning-gym:"):
+        raise ConfigError("eval_split validation needs validation_size >= 1 (problems carved from the training split)")
 
 
 def resolved_config(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> dict:

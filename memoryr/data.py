@@ -4,6 +4,13 @@ Task names: `gsm8k`, `math500`, `aime24`, `numina-tir`, `reasoning-gym:<task>` (
 and `jsonl:PATH` (any JSON Lines file with configurable fields). Resolution order for the named
 sets: an explicit path, then the data folder (`data_dir` / MEMORYR_DATA_DIR), then the Hugging Face
 hub through `datasets`. A malformed row is an error naming the file, line and field.
+
+Splits keep training, checkpoint selection and final numbers apart. `validation` is carved from
+the training data: for fixed sets (GSM8K, NuminaMath-TIR, a `jsonl:` file) it is the last
+`validation_size` problems of the training split, which `train` then leaves out (the same slice
+at every seed); a reasoning-gym task draws `train`, `test` and `validation` from three seed
+streams, and drops from `test` every training question and from `validation` every training and
+test question, so the three are disjoint.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TASKS = ("gsm8k", "math500", "aime24", "numina-tir", "reasoning-gym:<task>", "jsonl:PATH")
+VALIDATION = "validation"
+_STREAMS = {"train": 0, "test": 1_000_003, VALIDATION: 2_000_006}  # reasoning-gym: seed offset of each split
 
 
 class DataError(RuntimeError):
@@ -137,8 +146,24 @@ def _numina_gold(solution: str) -> str:
     return boxed
 
 
-def _load_named(name: str, split: str, path: str | None, folder: Path | None) -> list[Problem]:
+def _carves(split: str, validation_size: int) -> bool:
+    """Whether a fixed set's split comes from carving its training split (validation, or train minus it)."""
+    return split == VALIDATION or (split == "train" and validation_size > 0)
+
+
+def carve_validation(problems: list[Problem], split: str, size: int, name: str) -> list[Problem]:
+    """Split a training pool: `validation` is its last `size` problems, `train` the rest."""
+    if size < 1:
+        raise DataError(f"{name}: the {VALIDATION} split is empty (validation_size is {size}); set validation_size >= 1")
+    if size >= len(problems):
+        raise DataError(f"{name}: validation_size {size} leaves no training problems (the training split has {len(problems)})")
+    return problems[-size:] if split == VALIDATION else problems[:-size]
+
+
+def _load_named(name: str, split: str, path: str | None, folder: Path | None, validation_size: int) -> list[Problem]:
     source = _SOURCES[name]
+    if _carves(split, validation_size) and "train" in source.splits:
+        return carve_validation(_load_named(name, "train", path, folder, 0), split, validation_size, name)
     if split not in source.splits:
         raise DataError(f"{name} has no split {split!r}; it has: {', '.join(source.splits)}")
     gold = {"gsm8k": gsm8k_gold, "numina-tir": _numina_gold}.get(name)
@@ -160,25 +185,28 @@ def _load_named(name: str, split: str, path: str | None, folder: Path | None) ->
 
 
 def _reasoning_gym(task: str, split: str, size: int, seed: int, options: dict) -> list[Problem]:
-    """Generated problems; a held-out split uses its own seed stream minus any training question."""
+    """Generated problems: each split its own seed stream, held-out splits minus the questions of the others."""
     try:
         import reasoning_gym
     except ImportError:
         raise DataError("reasoning-gym tasks need the 'gym' extra: pip install reasoning-gym") from None
+    if split not in _STREAMS:
+        raise DataError(f"reasoning-gym:{task} has no split {split!r}; it has: {', '.join(_STREAMS)}")
 
-    def generate(stream_seed: int) -> list[Problem]:
+    def generate(stream: str) -> list[Problem]:
         try:
-            items = reasoning_gym.create_dataset(task, size=size, seed=stream_seed, **options)
+            items = reasoning_gym.create_dataset(task, size=size, seed=seed + _STREAMS[stream], **options)
         except Exception as e:
             raise DataError(f"reasoning-gym task {task!r} could not be created: {e}") from None
         return [Problem(item["question"], str(item["answer"])) for item in items]
 
-    train = generate(seed)
     if split == "train":
-        return train
-    seen = {p.question for p in train}
-    held_out = [p for p in generate(seed + 1_000_003) if p.question not in seen]
-    print(f"[memoryr] {task}/{split}: dropped {size - len(held_out)} of {size} generated problems seen in training")
+        return generate("train")
+    others = ["train"] if split == "test" else ["train", "test"]
+    seen = {p.question for stream in others for p in generate(stream)}
+    held_out = [p for p in generate(split) if p.question not in seen]
+    print(f"[memoryr] {task}/{split}: dropped {size - len(held_out)} of {size} generated problems "
+          f"also in {' or '.join(others)}")
     return held_out
 
 
@@ -195,17 +223,21 @@ def load_problems(
     question_field: str = "question",
     answer_field: str = "answer",
     task_config: dict | None = None,
+    validation_size: int = 0,
 ) -> list[Problem]:
     """Load a task's split; `limit` keeps the first n (after a seeded shuffle when `shuffle`).
 
-    `size` and `task_config` (generator options) apply to reasoning-gym tasks only.
+    `size` and `task_config` (generator options) apply to reasoning-gym tasks only; `validation_size`
+    to fixed sets, whose `validation` split it carves from (and removes from) `train`.
     """
     if task.startswith("jsonl:"):
         problems = read_jsonl(Path(task[len("jsonl:") :]), question_field, answer_field)
+        if _carves(split, validation_size):
+            problems = carve_validation(problems, split, validation_size, task)
     elif task.startswith("reasoning-gym:"):
         problems = _reasoning_gym(task.split(":", 1)[1], split, size, seed, task_config or {})
     elif task in _SOURCES:
-        problems = _load_named(task, split, path, data_dir(data_dir_setting))
+        problems = _load_named(task, split, path, data_dir(data_dir_setting), validation_size)
     else:
         raise DataError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     if not problems:

@@ -26,8 +26,8 @@ SAMPLE_FIELDS = {"index", "question", "gold", "completions", "num_tokens", "extr
 RESULTS_FORMAT_VERSION = 1
 # results.json settings that decide what is generated and how it is graded: a resumed evaluation
 # must match them all (limit and batch size may change between attempts).
-RESUME_SETTINGS = ("model_path", "task", "split", "seed", "task_size", "task_config", "shots", "exemplars", "prefill", "grading",
-                   "max_new_tokens", "num_samples", "temperature")
+RESUME_SETTINGS = ("model_path", "task", "split", "seed", "task_size", "task_config", "validation_size", "shots", "exemplars",
+                   "prefill", "grading", "max_new_tokens", "num_samples", "temperature")
 
 
 # ---------------------------------------------------------------- estimators
@@ -335,7 +335,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="model alias, hub id, model folder, or memoryr run/checkpoint folder")
     parser.add_argument("--task", required=True, help="gsm8k, math500, aime24, reasoning-gym:<task> or jsonl:PATH")
-    parser.add_argument("--split", default="test", help="split of the task (default: test)")
+    parser.add_argument("--split", default="test",
+                        help="split of the task (default: test); validation is carved from the training data, as in training")
+    parser.add_argument("--validation-size", type=int, default=200,
+                        help="fixed sets: problems at the end of the training split that form the validation split "
+                        "(the run's validation_size; default 200)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     parser.add_argument("--data-dir", default=None, help="folder with gsm8k/, math500/, aime24/ (default: MEMORYR_DATA_DIR)")
     parser.add_argument("--output", required=True, type=Path, help="folder for results.json and samples.jsonl")
@@ -373,6 +377,7 @@ def eval_cli(argv: list[str]) -> None:
         "seed": args.seed,
         "task_size": args.task_size,
         "task_config": args.task_config,
+        "validation_size": args.validation_size,
         "shots": args.shots,
         "exemplars": args.exemplars,
         "prefill": prefill,
@@ -394,7 +399,8 @@ def eval_cli(argv: list[str]) -> None:
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in changed)
             raise ValueError(f"{out} holds an evaluation with other settings ({diff}); choose another --output")
     problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
-                             size=args.task_size, task_config=parse_task_config(args.task_config))
+                             size=args.task_size, task_config=parse_task_config(args.task_config),
+                             validation_size=args.validation_size)
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "format_version": RESULTS_FORMAT_VERSION,

@@ -39,6 +39,6 @@ def summarise_run(run: Path) -> str:
     if evals.exists():
         record = json.loads(evals.read_text())
         best, last = record["best"], record["last"]
-        lines.append(f"\nheld-out {record['task']} accuracy: best {100 * best['accuracy']:.1f}% (step {best['step']}), "
+        lines.append(f"\n{record['task']} {record.get('split', 'held-out')} accuracy: best {100 * best['accuracy']:.1f}% (step {best['step']}), "
                      f"last {100 * last['accuracy']:.1f}% (step {last['step']})")
     return "\n".join(lines)

@@ -78,3 +78,15 @@ def test_task_config_accepts_a_yaml_mapping(tmp_path):
 def test_valid_keys_cover_all_three_dataclasses():
     keys = valid_keys()
     assert {"task", "memory_window", "learning_rate", "beta", "lora_r", "model_name_or_path"} <= set(keys)
+
+
+def test_in_training_evaluation_must_not_overlap_training():
+    recipe = str(RECIPES / "gsm8k-r1-cpu.yaml")
+    with pytest.raises(ConfigError, match="eval_split 'train' is the training split"):
+        parse_config(["--config", recipe, "--eval_split", "train"])
+    with pytest.raises(ConfigError, match="eval_split validation needs validation_size >= 1"):
+        parse_config(["--config", recipe, "--validation_size", "0"])
+    script, _, _ = parse_config(["--config", recipe, "--eval_task", "math500", "--eval_split", "test"])
+    assert script.eval_split == "test"  # another task's test split is no overlap
+    for recipe in sorted(RECIPES.glob("*.yaml")):  # every recipe chooses best/ on validation
+        assert yaml.safe_load(recipe.read_text()).get("eval_split", "validation") == "validation", recipe

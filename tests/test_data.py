@@ -111,3 +111,42 @@ def test_reasoning_gym_is_seeded_and_splits_differ():
     assert train == again and len(train) == 50
     assert not {p.question for p in train} & {p.question for p in test}  # disjoint, not just another seed
     assert all(p.question.startswith("Calculate") for p in train)
+
+
+def test_reasoning_gym_train_validation_and_test_are_disjoint_and_report_the_drops(capsys):
+    # 1-digit sums of two terms: only 10 x 10 x 2 questions exist, so the streams overlap and must be filtered
+    options = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+", "-"]}
+    splits = {split: load_problems("reasoning-gym:basic_arithmetic", split, size=100, seed=5, task_config=options)
+              for split in ("train", "validation", "test")}
+    out = capsys.readouterr().out
+    questions = {split: {p.question for p in problems} for split, problems in splits.items()}
+    assert not questions["train"] & questions["validation"]
+    assert not questions["train"] & questions["test"]
+    assert not questions["validation"] & questions["test"]
+    dropped = 100 - len(splits["validation"])
+    assert dropped > 0 and f"validation: dropped {dropped} of 100 generated problems also in train or test" in out
+    assert f"test: dropped {100 - len(splits['test'])} of 100 generated problems also in train\n" in out
+    with pytest.raises(DataError, match="has no split 'dev'"):
+        load_problems("reasoning-gym:basic_arithmetic", "dev", size=10, seed=5, task_config=options)
+
+
+def test_fixed_sets_carve_validation_from_the_end_of_train(data_dir, tmp_path):
+    whole = load_problems("gsm8k", "train", data_dir_setting=str(data_dir))
+    train = load_problems("gsm8k", "train", data_dir_setting=str(data_dir), validation_size=200)
+    validation = load_problems("gsm8k", "validation", data_dir_setting=str(data_dir), validation_size=200, seed=9)
+    assert (len(train), len(validation)) == (7273, 200)
+    assert train == whole[:-200] and validation == whole[-200:]  # the same slice at every seed
+    assert not {p.question for p in train} & {p.question for p in validation}
+    shuffled = load_problems("gsm8k", "train", data_dir_setting=str(data_dir), validation_size=200, shuffle=True, seed=1)
+    assert not {p.question for p in shuffled} & {p.question for p in validation}
+    path = tmp_path / "set.jsonl"
+    path.write_text("".join(json.dumps({"question": f"q{i}", "answer": str(i)}) + "\n" for i in range(5)))
+    assert [p.answer for p in load_problems(f"jsonl:{path}", "validation", validation_size=2)] == ["3", "4"]
+    assert [p.answer for p in load_problems(f"jsonl:{path}", "train", validation_size=2)] == ["0", "1", "2"]
+    assert len(load_problems(f"jsonl:{path}", "test", validation_size=2)) == 5  # a file used as a test set: all of it
+    with pytest.raises(DataError, match="validation_size 5 leaves no training problems"):
+        load_problems(f"jsonl:{path}", "train", validation_size=5)
+    with pytest.raises(DataError, match="the validation split is empty"):
+        load_problems(f"jsonl:{path}", "validation", validation_size=0)
+    with pytest.raises(DataError, match="math500 has no split 'validation'"):
+        load_problems("math500", "validation", data_dir_setting=str(data_dir), validation_size=10)
