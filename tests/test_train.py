@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from memoryr.config import parse_config
-from memoryr.train import evals_record, forget_after, train
+from memoryr.train import _prepare_resume, evals_record, train, trimmed_logs
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -32,7 +32,7 @@ def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tin
     assert [r["step"] for r in rows] == [1, 2, 3]
     required = ["rewards/correctness/mean", "rewards/correctness/std", "rewards/xml_count/mean", "rewards/memoryr+/mean",
                 "completions/mean_length", "completions/min_length", "completions/max_length",
-                "completions/clipped_ratio", "frac_reward_zero_std", "loss", "learning_rate", "step_time",
+                "completions/clipped_ratio", "frac_reward_zero_std", "frac_groups_with_correct", "loss", "learning_rate", "step_time",
                 "memory/failure_entries", "memory/seconds"]
     for key in required:
         assert key in rows[-1], key
@@ -74,8 +74,11 @@ def test_resume_reproduces_memory_and_rewards_of_uninterrupted_run(tmp_path, tin
 
 
 def test_resume_without_checkpoint_and_reused_output_dir_are_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="none does not exist"):
         run(tmp_path / "none", "gsm8k-r1-cpu.yaml", "--resume", "true")
+    (tmp_path / "torn" / "checkpoint-2").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint-.*skipped checkpoint-2: no completion marker"):
+        run(tmp_path / "torn", "gsm8k-r1-cpu.yaml", "--resume", "true")
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "metrics.jsonl").write_text("")
     with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
@@ -96,20 +99,34 @@ def test_study_recipe_smoke_with_real_smollm2(tmp_path):
 
 def test_resume_forgets_log_rows_written_after_the_checkpoint(tmp_path):
     rows = [{"step": s, "loss": 0.0} for s in (1, 2, 3)] + [{"step": 2, "eval/accuracy": 0.5}]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows.append({"step": 2, "train_runtime": 9.0})  # the end-of-training summary: rewritten when the run ends
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "lo')
     (tmp_path / "completions.jsonl").write_text(json.dumps({"step": 3, "completion": "x"}) + "\n")
     history = [{"step": 2, "accuracy": 0.5, "parse_rate": 1.0}, {"step": 3, "accuracy": 0.75, "parse_rate": 1.0}]
-    (tmp_path / "evals.json").write_text(json.dumps(evals_record("gsm8k", history)))
-    forget_after(tmp_path, 2)
+    (tmp_path / "evals.json").write_text(json.dumps(evals_record("gsm8k", "validation", history)))
+    for step in (3, 4):  # newer checkpoints, the second one incomplete: both removed on resume
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-2").mkdir()
+    _prepare_resume(tmp_path, tmp_path / "checkpoint-2", trimmed_logs(tmp_path, 2))
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 2]
     assert (tmp_path / "completions.jsonl").read_text() == ""
     evals = json.loads((tmp_path / "evals.json").read_text())
     assert evals["best"]["step"] == 2 and evals["last"]["step"] == 2 and len(evals["history"]) == 1
+    assert evals["split"] == "validation"
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_a_damaged_log_line_before_the_last_stops_resume_before_anything_changes(tmp_path):
+    text = '{"step": 1, "loss": 0.0}\n{"step": 2, "lo\n{"step": 3, "loss": 0.0}\n'
+    (tmp_path / "metrics.jsonl").write_text(text)
+    with pytest.raises(ValueError, match="metrics.jsonl:2: not valid JSON"):
+        trimmed_logs(tmp_path, 3)
+    assert (tmp_path / "metrics.jsonl").read_text() == text
 
 
 def test_best_is_the_earliest_of_equal_accuracies():
     history = [{"step": s, "accuracy": a, "parse_rate": 1.0} for s, a in ((10, 0.2), (20, 0.4), (30, 0.4), (40, 0.1))]
-    record = evals_record("arith", history)
+    record = evals_record("arith", "validation", history)
     assert record["best"]["step"] == 20 and record["last"]["step"] == 40
 
 

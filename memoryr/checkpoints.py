@@ -1,0 +1,170 @@
+"""Crash-safe run folders: complete-or-absent checkpoints and models, one writer per run, kill points.
+
+A checkpoint counts only once its completion marker (`memoryr-complete.json`, written last, naming
+the step) is there; resume walks `checkpoint-N` newest first and takes the first complete one. A
+model folder such as `final/` or `best/` is written under a temporary name (`staging`) and renamed
+into place (`swap_in`), so it is either whole or absent. `RunLock` holds an exclusive `flock` on `<run>/.lock` for the life
+of a trainer, so a second process on the same folder fails at once with the holder's pid.
+`crash_point(name)` exits the process hard when MEMORYR_CRASH_AT names that point (for the
+fault-injection tests; `name@N` crashes the Nth time the point is reached).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+MARKER = "memoryr-complete.json"
+CRASH_ENV = "MEMORYR_CRASH_AT"
+CRASH_EXIT_CODE = 86
+_reached: Counter[str] = Counter()
+
+
+class RunLockedError(FileExistsError):
+    """Another live process holds the run folder's lock."""
+
+
+def crash_point(name: str) -> None:
+    """Exit at once, with no clean-up, when MEMORYR_CRASH_AT is `name` (or `name@N`, the Nth time here)."""
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted:
+        return
+    point, _, nth = wanted.partition("@")
+    if point != name:
+        return
+    _reached[name] += 1
+    if _reached[name] == int(nth or 1):
+        os._exit(CRASH_EXIT_CODE)
+
+
+def append_line(path: Path, line: str, point: str) -> None:
+    """Append one line to a log; at an armed crash point only half of it is written first (a torn line)."""
+    with open(path, "a", encoding="utf-8") as f:
+        if os.environ.get(CRASH_ENV, "").partition("@")[0] == point:
+            f.write(line[: len(line) // 2])
+            f.flush()
+            crash_point(point)
+            f.write(line[len(line) // 2 :])
+            return
+        f.write(line)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write a small file through a temporary one and a rename, so a crash leaves the old or the new text."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def mark_complete(folder: Path, step: int) -> None:
+    """Write the completion marker: the last file of a checkpoint or model folder."""
+    (Path(folder) / MARKER).write_text(json.dumps({"step": step}) + "\n")
+
+
+def incomplete_reason(folder: Path) -> str | None:
+    """Why a checkpoint or model folder does not count (None when it is complete)."""
+    marker = Path(folder) / MARKER
+    if not marker.is_file():
+        return "no completion marker (the save was interrupted)"
+    try:
+        json.loads(marker.read_text())["step"]
+    except (ValueError, KeyError, TypeError):
+        return f"{MARKER} is unreadable"
+    return None
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether a checkpoint or model folder was written to the end."""
+    return Path(folder).is_dir() and incomplete_reason(folder) is None
+
+
+def checkpoint_step(folder: Path) -> int:
+    """N of a `checkpoint-N` folder."""
+    return int(Path(folder).name.rsplit("-", 1)[-1])
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """The run's `checkpoint-N` folders, newest (highest N) first."""
+    found = [p for p in Path(out).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+    return sorted(found, key=checkpoint_step, reverse=True)
+
+
+def latest_complete_checkpoint(out: Path) -> tuple[Path | None, list[str]]:
+    """The newest complete checkpoint, and a line for each newer one skipped with the reason."""
+    skipped = []
+    for folder in checkpoints(out):
+        reason = incomplete_reason(folder)
+        if reason is None:
+            return folder, skipped
+        skipped.append(f"skipped {folder.name}: {reason}")
+    return None, skipped
+
+
+def staging(target: Path) -> Path:
+    """An empty temporary folder beside `target` to write it in; `swap_in(target)` then puts it in place."""
+    tmp = _aside(target, "tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def swap_in(target: Path) -> None:
+    """Rename the staged folder to `target`, replacing an old one, so `target` is always whole or absent.
+
+    The old folder is moved aside first and removed last; `recover(target)` puts it back if a crash
+    fell between the two renames.
+    """
+    target, tmp, old = Path(target), _aside(target, "tmp"), _aside(target, "old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    crash_point(f"swap-{target.name}")
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _aside(target: Path, kind: str) -> Path:
+    target = Path(target)
+    return target.with_name(f".{target.name}.{kind}")
+
+
+def recover(target: Path) -> None:
+    """Undo what a crash inside `swap_in` left: restore a moved-aside folder, drop a partial one."""
+    target, tmp, old = Path(target), _aside(target, "tmp"), _aside(target, "old")
+    if old.exists() and not target.exists():
+        old.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as a trainer writes it (`with RunLock(out): ...`)."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(f"{self.path.parent} is in use by another memoryr process (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock; the file stays (removing it would race a new holder)
+            self._fd = None

@@ -1,0 +1,136 @@
+"""Crash safety: a run killed hard at each named point of its save cycle, then resumed, ends byte-identical
+to an uninterrupted run; checkpoints count only when complete; one writer per run folder."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memoryr.checkpoints import (CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete,
+                                 latest_complete_checkpoint, mark_complete, recover, staging, swap_in)
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = ["--config", str(REPO / "recipes" / "gsm8k-memoryrplus-cpu.yaml"), "--model_name_or_path", "tiny-random",
+       "--max_completion_length", "8", "--gradient_checkpointing", "false", "--max_steps", "4", "--save_steps", "2",
+       "--save_total_limit", "1", "--eval_steps", "2", "--eval_limit", "2", "--eval_batch_size", "2",
+       "--memory_explore_warmup", "1", "--disable_tqdm", "true"]
+# (crash point, what was being written when the process died)
+POINTS = [
+    ("after-memory-save@2", "checkpoint-4: memories written, model not yet"),
+    ("after-model-save@2", "checkpoint-4: model written, optimizer not yet"),
+    ("before-marker@2", "checkpoint-4: everything but the completion marker"),
+    ("before-rotation@2", "checkpoint-4 complete, checkpoint-2 not yet rotated away"),
+    ("swap-best", "best/ between its two renames"),
+    ("inside-final", "final/ half written"),
+    ("mid-metrics-append@4", "a torn line in metrics.jsonl (step 3, after checkpoint-2)"),
+]
+
+
+def train_process(out: Path, *extra: str, crash: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("MEMORYR_CRASH_AT", None)
+    if crash:
+        env["MEMORYR_CRASH_AT"] = crash
+    return subprocess.run([sys.executable, "-m", "memoryr.cli", "train", *RUN, "--output_dir", str(out), *extra],
+                          env=env, capture_output=True, text=True, cwd=REPO)
+
+
+def finished_state(out: Path) -> dict:
+    """What must not depend on a crash: weights, memories, logged rows (timings removed), evals, samples."""
+    def untimed(row: dict) -> dict:
+        return {k: v for k, v in row.items() if not any(t in k for t in ("time", "seconds", "per_second"))}
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "final": (out / "final" / "model.safetensors").read_bytes(),
+        "best": (out / "best" / "model.safetensors").read_bytes(),
+        "memory": {p.name: p.read_bytes() for p in sorted((out / "final" / "memory").iterdir())},
+        "rows": [untimed(r) for r in rows if "train_runtime" not in r],
+        "evals": (out / "evals.json").read_text(),
+        "completions": (out / "completions.jsonl").read_text(),
+        "checkpoints": sorted(p.name for p in out.glob("checkpoint-*")),
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("full") / "run"
+    done = train_process(out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return finished_state(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point,what", POINTS, ids=[p for p, _ in POINTS])
+def test_a_run_killed_at_each_point_resumes_to_the_same_result(tmp_path, uninterrupted, point, what):
+    out = tmp_path / "run"
+    killed = train_process(out, crash=point)
+    assert killed.returncode == CRASH_EXIT_CODE, f"{point} was never reached: {killed.stderr[-2000:]}"
+    assert not is_complete(out / "final")
+    # as the sweep does: resume from the last complete checkpoint, or start over when there is none
+    if latest_complete_checkpoint(out)[0] is not None:
+        resumed = train_process(out, "--resume", "true")
+    else:
+        shutil.rmtree(out)
+        resumed = train_process(out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    if point.startswith("mid-metrics-append"):
+        assert "metrics.jsonl: dropped a torn last line" in resumed.stdout
+    if point.startswith("before-marker"):
+        assert "skipped checkpoint-4: no completion marker" in resumed.stdout
+    assert finished_state(out) == uninterrupted, what
+
+
+def test_resume_takes_the_newest_complete_checkpoint(tmp_path):
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    mark_complete(tmp_path / "checkpoint-2", 2)
+    mark_complete(tmp_path / "checkpoint-4", 4)
+    (tmp_path / "checkpoint-4" / MARKER).write_text("{not json")
+    checkpoint, skipped = latest_complete_checkpoint(tmp_path)
+    assert checkpoint == tmp_path / "checkpoint-2"
+    assert skipped == ["skipped checkpoint-6: no completion marker (the save was interrupted)",
+                       f"skipped checkpoint-4: {MARKER} is unreadable"]
+
+
+def test_a_staged_folder_replaces_the_old_one_whole_and_a_crash_between_renames_is_recovered(tmp_path):
+    target = tmp_path / "best"
+    target.mkdir()
+    (target / "w").write_text("old")
+    tmp = staging(target)
+    tmp.mkdir()
+    (tmp / "w").write_text("new")
+    swap_in(target)
+    assert (target / "w").read_text() == "new" and not tmp.exists()
+    # a crash after the old folder moved aside and before the new one arrived: recover() puts the old one back
+    tmp = staging(target)
+    tmp.mkdir()
+    (tmp / "w").write_text("newer")
+    target.rename(tmp_path / ".best.old")
+    recover(target)
+    assert (target / "w").read_text() == "new" and not tmp.exists() and not (tmp_path / ".best.old").exists()
+
+
+def test_a_second_writer_on_one_run_folder_is_refused_with_the_holders_pid(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=f"in use by another memoryr process \\(pid {os.getpid()}\\)"):
+            with RunLock(tmp_path):
+                pass
+    with RunLock(tmp_path):  # released on exit
+        pass
+
+
+@pytest.mark.slow
+def test_train_on_a_folder_another_trainer_holds_is_one_error_line(tmp_path, data_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint-2").mkdir()
+    mark_complete(out / "checkpoint-2", 2)
+    with RunLock(out):
+        done = train_process(out, "--resume", "true")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: {out} is in use by another memoryr process (pid {os.getpid()})"
