@@ -1,29 +1,40 @@
-"""Reports over run folders: training-curve plots, the paper's accuracy table, and collapse flags.
+"""Reports over run folders: training-curve plots, the paper's accuracy table, test accuracy, paired
+comparisons and collapse flags.
 
-`report(runs, out, thresholds)` reads each run's run.json and metrics.jsonl and writes PNG plots
-(runs of one method share a colour), `report.md` (eval accuracy "best (last)" in %, mean ± std over
-seeds, one column per method as in the paper's Table 1, per-run collapse flags, then each method's
-training metrics at the start and end) and `report.json` (the same numbers, machine-readable).
-Eval rows are metrics.jsonl records with `eval/accuracy` (a fraction, for the run's eval task) or
-`eval/<task>/accuracy`.
+`report(runs, out, thresholds, baseline)` reads each run's run.json, metrics.jsonl and, when present,
+the held-out evaluations of its best and last model (eval-best/, eval-last/: results.json and
+samples.jsonl) and writes PNG plots (runs of one method share a colour), `report.md` (in-training
+eval accuracy "best (last)" in %, mean ± std over seeds, one column per method as in the paper's
+Table 1; test accuracy of the best and last models; each method against the baseline, paired by
+seed and by problem; per-run collapse flags; each method's training metrics at the start and end)
+and `report.json` (the same numbers, machine-readable). Eval rows are metrics.jsonl records with
+`eval/accuracy` (a fraction, for the run's eval task) or `eval/<task>/accuracy`, and `eval/split`.
+A run's method is run.json's script "method" label when set, else the paper's name for its rewards.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from memoryr.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
+from memoryr.evaluate import read_samples
+
 METHODS = ("R1", "Cosine", "Memory-R", "Memory-R+")  # the paper's column order
 COLOURS = {"R1": "tab:blue", "Cosine": "tab:orange", "Memory-R": "tab:green", "Memory-R+": "tab:red"}
+EXTRA_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")  # rest of tab10
 LINESTYLES = ("-", "--", ":", "-.")  # successive seeds of one method
 FORMAT_REWARDS = ("strict_format", "soft_format", "xml_count", "int_answer")
 CORRECTNESS_KEYS = ("rewards/correctness/mean", "rewards/cosine/mean")  # Cosine runs have no plain correctness reward
-_EVAL_KEY = re.compile(r"^eval/(?:(?P<task>.+)/)?(?P<metric>accuracy|parse_rate)$")
+_EVAL_KEY = re.compile(r"^eval/(?:(?P<task>.+)/)?(?P<metric>accuracy|parse_rate|split)$")
+MODELS = ("best", "last")  # the models a run's held-out test evaluations score (eval-best/, eval-last/)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,17 @@ class CollapseThresholds:
 
 
 @dataclass
+class HeldOutEval:
+    """A complete `memoryr eval` of one of a run's models: its accuracy and per-problem verdicts."""
+
+    task: str
+    split: str
+    n: int
+    accuracy: float  # pass@1, a fraction
+    correct: list[bool] | None  # the first sample's verdict per problem, by index; None without samples.jsonl
+
+
+@dataclass
 class Run:
     """What a report needs from one run folder."""
 
@@ -62,7 +84,10 @@ class Run:
     method: str
     seed: int | None
     steps: list[dict]  # training records (those with a loss)
-    evals: dict[str, list[dict]]  # eval task -> [{"step", "accuracy", "parse_rate"}] in step order
+    evals: dict[str, list[dict]]  # eval task -> [{"step", "accuracy", "parse_rate"(, "split")}] in step order
+    selection_split: str  # the split of the in-training evals that chose best/
+    selection_logged: bool  # whether metrics.jsonl logged it (`eval/split`) or run.json's eval_split stands in
+    test: dict[str, HeldOutEval]  # "best"/"last" -> the model's held-out evaluation, when complete
 
 
 def method_name(reward_funcs: list[str]) -> str:
@@ -94,8 +119,33 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def load_held_out(folder: Path) -> HeldOutEval | None:
+    """A run's eval-best/ or eval-last/ when its results.json is complete, with samples.jsonl's verdicts if there."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ValueError(f"{path} is not valid JSON") from None
+    if results.get("status") != "complete":
+        return None
+    n = results["metrics"]["n"]
+    records = read_samples(folder / "samples.jsonl")  # {} without the file
+    missing = [i for i in range(n) if i not in records]
+    if records and missing:
+        raise ValueError(f"{folder / 'samples.jsonl'} lacks problems {missing[:5]} of the {n} in results.json")
+    return HeldOutEval(
+        task=results["task"],
+        split=results["split"],
+        n=n,
+        accuracy=results["metrics"]["pass@1"],
+        correct=[bool(records[i]["correct"][0]) for i in range(n)] if records else None,
+    )
+
+
 def load_run(path: Path) -> Run:
-    """A run folder's method, seed, training records and eval accuracy series."""
+    """A run folder's method, seed, training records, eval accuracy series and held-out test evaluations."""
     path = Path(path)
     for name in ("run.json", "metrics.jsonl"):
         if not (path / name).is_file():
@@ -109,7 +159,8 @@ def load_run(path: Path) -> Run:
     steps = [r for r in rows if "loss" in r]
     if not steps:
         raise ValueError(f"{path / 'metrics.jsonl'} has no training steps logged yet")
-    default_task = config["script"].get("eval_task") or config["script"].get("task", "eval")
+    script = config["script"]
+    default_task = script.get("eval_task") or script.get("task", "eval")
     evals: dict[str, dict[int, dict]] = {}
     for row in rows:
         for key, value in row.items():
@@ -118,13 +169,31 @@ def load_run(path: Path) -> Run:
                 point = evals.setdefault(match["task"] or default_task, {}).setdefault(row["step"], {"step": row["step"]})
                 point[match["metric"]] = value
     series = {task: [p for _, p in sorted(points.items()) if "accuracy" in p] for task, points in evals.items()}
+    logged = [p["split"] for p in series.get(default_task, []) if "split" in p]
+    test = {model: load_held_out(path / f"eval-{model}") for model in MODELS}
     return Run(
         path=path,
-        method=method_name(reward_funcs),
+        method=script["method"] if script.get("method") is not None else method_name(reward_funcs),
         seed=config.get("training", {}).get("seed"),
         steps=steps,
         evals={task: points for task, points in series.items() if points},
+        selection_split=logged[-1] if logged else script.get("eval_split") or "test",  # "test": the old default
+        selection_logged=bool(logged),
+        test={model: held_out for model, held_out in test.items() if held_out is not None},
     )
+
+
+def ordered_methods(runs: list[Run]) -> list[str]:
+    """The runs' methods: the paper's first, in its column order, then any others in first-seen order."""
+    seen = list(dict.fromkeys(run.method for run in runs))
+    return [m for m in METHODS if m in seen] + [m for m in seen if m not in METHODS]
+
+
+def method_colours(methods: list[str]) -> dict[str, str]:
+    """The paper's colour for each of its methods; other methods take the rest of matplotlib's tab10 cycle in turn."""
+    colours = {m: COLOURS[m] for m in methods if m in COLOURS}
+    colours.update(zip([m for m in methods if m not in COLOURS], itertools.cycle(EXTRA_COLOURS)))
+    return colours
 
 
 def _series(run: Run, key: str) -> tuple[list[int], list[float]]:
@@ -223,7 +292,7 @@ def accuracy_table(runs: list[Run]) -> dict[str, dict[str, dict]]:
     """Per eval task and method: n runs and mean/std (sample std over seeds) of best and last accuracy in %."""
     table: dict[str, dict[str, dict]] = {}
     for task in sorted({task for run in runs for task in run.evals}):
-        for method in METHODS:
+        for method in ordered_methods(runs):
             points = [run.evals[task] for run in runs if run.method == method and task in run.evals]
             if not points:
                 continue
@@ -248,6 +317,91 @@ def format_cell(cell: dict) -> str:
     return f"{_pm(cell['best_mean'], cell['best_std'])} ({_pm(cell['last_mean'], cell['last_std'])}), n={cell['n']}"
 
 
+def eval_splits(runs: list[Run]) -> dict[str, list[str | None]]:
+    """Per eval task, the splits its in-training evals logged (`eval/split`); None for runs that did not log it."""
+    splits: dict[str, dict] = {}
+    for run in runs:
+        for task, series in run.evals.items():
+            splits.setdefault(task, {}).update(dict.fromkeys(p.get("split") for p in series))
+    return {task: list(found) for task, found in sorted(splits.items())}
+
+
+# ---------------------------------------------------------------- test accuracy and paired comparisons
+
+
+def _joined(values: Iterable[str]) -> str:
+    return ", ".join(dict.fromkeys(values))
+
+
+def held_out_table(runs: list[Run]) -> dict[str, dict]:
+    """Per method with held-out test evals: task, split, and per model (best, last) n runs, mean/std accuracy in %."""
+    table: dict[str, dict] = {}
+    for method in ordered_methods(runs):
+        evals = [run.test for run in runs if run.method == method and run.test]
+        if not evals:
+            continue
+        cell: dict = {
+            "task": _joined(e.task for test in evals for e in test.values()),
+            "split": _joined(e.split for test in evals for e in test.values()),
+        }
+        for model in MODELS:
+            values = [100 * test[model].accuracy for test in evals if model in test]
+            if values:
+                mean, std = _mean_std(values)
+                cell[model] = {"n": len(values), "mean": mean, "std": std}
+        table[method] = cell
+    return table
+
+
+def _runs_by_seed(runs: list[Run], method: str) -> dict[int, Run]:
+    """The method's runs with held-out evals, by seed; two runs of one method and seed cannot be paired."""
+    by_seed: dict[int, Run] = {}
+    for run in runs:
+        if run.method == method and run.test and run.seed is not None:
+            if run.seed in by_seed:
+                raise ValueError(
+                    f"{by_seed[run.seed].path} and {run.path} are both {method} with seed {run.seed}, so runs cannot "
+                    "be paired by seed; label the arms apart with the recipe key `method`"
+                )
+            by_seed[run.seed] = run
+    return by_seed
+
+
+def paired_comparisons(runs: list[Run], baseline: str) -> dict[str, dict[str, dict]]:
+    """Per other method and model (best, last): test accuracy minus the baseline's per shared seed, in percentage
+    points (mean, 95% bootstrap CI, wins/ties/losses), and McNemar's exact test over the pooled per-problem verdicts."""
+    baseline_runs = _runs_by_seed(runs, baseline)
+    comparisons: dict[str, dict[str, dict]] = {}
+    for method in ordered_methods(runs):
+        if method == baseline:
+            continue
+        method_runs = _runs_by_seed(runs, method)
+        for model in MODELS:
+            ours = {seed: run.test[model] for seed, run in method_runs.items() if model in run.test}
+            theirs = {seed: run.test[model] for seed, run in baseline_runs.items() if model in run.test}
+            if not ours.keys() & theirs.keys():
+                continue
+            diffs = seed_differences(
+                {seed: 100 * e.accuracy for seed, e in ours.items()},
+                {seed: 100 * e.accuracy for seed, e in theirs.items()},
+            )
+            verdicts = mcnemar(
+                {seed: e.correct for seed, e in ours.items() if e.correct is not None},
+                {seed: e.correct for seed, e in theirs.items() if e.correct is not None},
+            )
+            comparisons.setdefault(method, {})[model] = {
+                "seeds": diffs.seeds,
+                "differences_pp": diffs.differences,
+                "mean_pp": diffs.mean,
+                "ci95_pp": list(diffs.ci95) if diffs.ci95 else None,
+                "wins": diffs.wins,
+                "ties": diffs.ties,
+                "losses": diffs.losses,
+                "mcnemar": asdict(verdicts) if verdicts.seeds else None,  # None: no paired seed has samples.jsonl
+            }
+    return comparisons
+
+
 # ---------------------------------------------------------------- training dynamics
 
 DYNAMICS = (  # (metrics.jsonl key, row name) for the first -> last table
@@ -261,6 +415,17 @@ DYNAMICS = (  # (metrics.jsonl key, row name) for the first -> last table
     ("memory/failure_entries", "failure-memory responses"),
     ("memory/exploit_raw_mean", "raw exploitation score"),
     ("memory/explore_raw_mean", "raw exploration score"),
+    ("memory/exploit_norm_mean", "normalised exploitation score"),
+    ("memory/explore_norm_mean", "normalised exploration score"),
+    ("memory/exploit_raw_correct_mean", "exploit (raw), correct completions"),
+    ("memory/exploit_raw_wrong_mean", "exploit (raw), wrong completions"),
+    ("memory/exploit_norm_correct_mean", "exploit (normalised), correct completions"),
+    ("memory/exploit_norm_wrong_mean", "exploit (normalised), wrong completions"),
+    ("memory/explore_raw_correct_mean", "explore (raw), correct completions"),
+    ("memory/explore_raw_wrong_mean", "explore (raw), wrong completions"),
+    ("memory/explore_norm_correct_mean", "explore (normalised), correct completions"),
+    ("memory/explore_norm_wrong_mean", "explore (normalised), wrong completions"),
+    ("frac_groups_with_correct", "groups with at least one correct completion"),
 )
 
 
@@ -268,7 +433,7 @@ def dynamics_table(runs: list[Run], edge: float) -> dict[str, dict[str, dict]]:
     """Per metric and method: mean over runs of each run's first- and last-`edge`-window means, and n runs."""
     table: dict[str, dict[str, dict]] = {}
     for key, _ in DYNAMICS:
-        for method in METHODS:
+        for method in ordered_methods(runs):
             series = [_series(run, key)[1] for run in runs if run.method == method]
             series = [values for values in series if values]
             if series:
@@ -293,13 +458,14 @@ def _label(run: Run) -> str:
 
 def _styles(runs: list[Run]) -> list[dict]:
     """Colour by method, line style by the run's rank within its method."""
+    colours = method_colours(ordered_methods(runs))
     seen: dict[str, int] = {}
     styles = []
     for run in runs:
         rank = seen.get(run.method, 0)
         seen[run.method] = rank + 1
         linestyle = LINESTYLES[rank % len(LINESTYLES)]
-        styles.append({"color": COLOURS[run.method], "linestyle": linestyle, "label": _label(run)})
+        styles.append({"color": colours[run.method], "linestyle": linestyle, "label": _label(run)})
     return styles
 
 
@@ -390,9 +556,80 @@ def _flag_cell(flag: dict) -> str:
     return f"**yes**: {flag['why']}" if flag["flagged"] else f"no: {flag['why']}"
 
 
-def _markdown(
-    runs: list[Run], flags: list[dict], table: dict, dynamics: dict, plots: list[Path], t: CollapseThresholds
-) -> str:
+def _selection_note(runs: list[Run]) -> str:
+    """Which split chose each run's best/, and a warning where that is the split it is scored on."""
+    tested = [run for run in runs if run.test]
+    sources = dict.fromkeys((run.selection_split, run.selection_logged) for run in tested)
+    described = "; ".join(
+        f"`{split}`" + ("" if logged else " (run.json's eval_split: these runs predate the `eval/split` log key)")
+        for split, logged in sources
+    )
+    note = f"best = the checkpoint with the highest in-training eval accuracy, chosen on the split {described}."
+    same = [run for run in tested if "best" in run.test and run.test["best"].split == run.selection_split]
+    if same:
+        note += (
+            f" For {len(same)} of {len(tested)} runs that is the split best is scored on here, so their best accuracy "
+            "is biased upwards (chosen on the same split's problems); last is not chosen."
+        )
+    return note
+
+
+def _test_lines(runs: list[Run], held_out: dict) -> list[str]:
+    """The "Test accuracy" section: best and last model per method, mean ± std over seeds."""
+    lines = [
+        "## Test accuracy",
+        "",
+        "Held-out `memoryr eval` of each run's best model (eval-best/) and final model (eval-last/): pass@1 in %, "
+        "mean ± sample std over runs (seeds); n = runs. " + _selection_note(runs),
+        "",
+        "| method | task | split | best | last |",
+        "|---|---|---|---|---|",
+    ]
+    for method, cell in held_out.items():
+        row = [f"{_pm(cell[m]['mean'], cell[m]['std'])}, n={cell[m]['n']}" if m in cell else "-" for m in MODELS]
+        lines.append(f"| {method} | {cell['task']} | {cell['split']} | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def _paired_lines(runs: list[Run], paired: dict) -> list[str]:
+    """The "Paired comparisons" section: each method minus the baseline per seed, and McNemar per problem."""
+    base = paired["baseline"]
+    lines = [f"## Paired comparisons vs {base}", ""]
+    if not any(run.test for run in runs):
+        return lines + [
+            "No run has held-out test evaluations (eval-best/, eval-last/ with a complete results.json), which the "
+            "paired comparisons need; `memoryr sweep` writes them after training.",
+            "",
+        ]
+    if not paired["comparisons"]:
+        return lines + [f"No other method has a run with test evaluations at the seed of a {base} run with them.", ""]
+    lines += [
+        f"Test accuracy minus {base}'s for runs paired by seed (the seeds both have), in percentage points (pp): "
+        f"the per-seed differences, their mean with a 95% percentile-bootstrap CI over seeds "
+        f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}; none with one seed) and wins/ties/losses over "
+        f"seeds. McNemar's exact test pools the paired runs' per-problem test verdicts (samples.jsonl): b = {base} "
+        f"right and the method wrong, c = the method right and {base} wrong, p = two-sided binomial test of c in "
+        "b + c at 1/2.",
+        "",
+        "| method | model | seeds | per seed (pp) | mean (pp) | 95% CI (pp) | wins/ties/losses | McNemar b / c of n "
+        "| p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, models in paired["comparisons"].items():
+        for model, c in models.items():
+            ci = f"{c['ci95_pp'][0]:+.1f} to {c['ci95_pp'][1]:+.1f}" if c["ci95_pp"] else "n/a (one seed)"
+            test = c["mcnemar"]
+            b_c = f"{test['b']} / {test['c']} of {test['n']}" if test else "no samples.jsonl"
+            cells = [
+                method, model, ", ".join(map(str, c["seeds"])), ", ".join(f"{d:+.1f}" for d in c["differences_pp"]),
+                f"{c['mean_pp']:+.1f}", ci, f"{c['wins']}/{c['ties']}/{c['losses']}", b_c,
+                f"{test['p']:.3g}" if test else "-",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThresholds) -> str:
     lines = ["# memoryr report", "", f"Runs: {len(runs)}", ""]
     lines += [
         "## Eval accuracy",
@@ -401,7 +638,8 @@ def _markdown(
         "mean ± sample std over runs (seeds); n = runs.",
         "",
     ]
-    methods = [m for m in METHODS if any(run.method == m for run in runs)]
+    methods = ordered_methods(runs)
+    table = record["accuracy_table_pct"]
     if not table:
         lines.append(
             "No eval accuracy rows (`eval/accuracy`) in any run's metrics.jsonl: evaluation during "
@@ -412,8 +650,17 @@ def _markdown(
         for task, cells in table.items():
             row = [format_cell(cells[m]) if m in cells else "no eval rows" for m in methods]
             lines.append(f"| {task} | " + " | ".join(row) + " |")
+        splits = [
+            f"{task}: " + ", ".join(split or "split not recorded" for split in found)
+            for task, found in record["eval_splits"].items()
+        ]
+        lines += ["", "Split of the in-training evals (`eval/split`): " + "; ".join(splits) + "."]
+    lines.append("")
+    if record["test_accuracy_pct"]:
+        lines += _test_lines(runs, record["test_accuracy_pct"])
+    if len(methods) > 1:
+        lines += _paired_lines(runs, record["paired"])
     lines += [
-        "",
         "## Collapse flags",
         "",
         f"First/last window: {t.edge:.0%} of logged steps. Length collapse: last mean length < "
@@ -425,9 +672,10 @@ def _markdown(
         "| run | method | seed | steps | length collapse | reward-mode collapse | zero advantage |",
         "|---|---|---|---|---|---|---|",
     ]
-    for run, flag in zip(runs, flags):
-        cells = [_flag_cell(flag[k]) for k in ("length", "reward_mode", "zero_advantage")]
+    for run, entry in zip(runs, record["runs"]):
+        cells = [_flag_cell(entry["flags"][k]) for k in ("length", "reward_mode", "zero_advantage")]
         lines.append(f"| {run.path} | {run.method} | {run.seed} | {len(run.steps)} | " + " | ".join(cells) + " |")
+    dynamics = record["dynamics"]
     lines += [
         "",
         "## Training dynamics",
@@ -451,19 +699,23 @@ def _best_last(series: list[dict]) -> dict:
     return {"best": max(p["accuracy"] for p in series), "last": series[-1]["accuracy"], "last_step": series[-1]["step"]}
 
 
-def report(runs: list[Path], out: Path, thresholds: CollapseThresholds) -> Path:
-    """Write plots, report.md and report.json for the given run folders into `out`; returns report.md."""
+def _held_out_record(held_out: HeldOutEval) -> dict:
+    return {"task": held_out.task, "split": held_out.split, "n": held_out.n, "accuracy": held_out.accuracy}
+
+
+def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline: str | None = None) -> Path:
+    """Write plots, report.md and report.json for the given run folders into `out`; returns report.md.
+
+    Paired comparisons are against `baseline` (a method name; default: the first method, R1 when present)."""
     if not runs:
         raise ValueError("no run folders given")
     loaded = [load_run(Path(r)) for r in runs]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    flags = [collapse_flags(run, thresholds) for run in loaded]
-    table = accuracy_table(loaded)
-    dynamics = dynamics_table(loaded, thresholds.edge)
-    plots = write_plots(loaded, out)
-    record = {
-        "format_version": 1,
+    methods = ordered_methods(loaded)
+    if baseline is not None and baseline not in methods:
+        raise ValueError(f"baseline {baseline!r} is none of the methods in these runs: {', '.join(methods)}")
+    baseline = baseline or methods[0]
+    record = {  # everything is computed before `out` is created: an error leaves no half-written report
+        "format_version": 2,
         "thresholds": asdict(thresholds),
         "runs": [
             {
@@ -472,34 +724,51 @@ def report(runs: list[Path], out: Path, thresholds: CollapseThresholds) -> Path:
                 "seed": run.seed,
                 "steps": len(run.steps),
                 "eval": {task: _best_last(series) for task, series in run.evals.items()},
-                "flags": flag,
+                "selection_split": run.selection_split,
+                "selection_split_logged": run.selection_logged,
+                "test": {model: _held_out_record(held_out) for model, held_out in run.test.items()},
+                "flags": collapse_flags(run, thresholds),
             }
-            for run, flag in zip(loaded, flags)
+            for run in loaded
         ],
-        "accuracy_table_pct": table,
-        "dynamics": dynamics,
-        "plots": [p.name for p in plots],
+        "accuracy_table_pct": accuracy_table(loaded),
+        "eval_splits": eval_splits(loaded),
+        "test_accuracy_pct": held_out_table(loaded),
+        "paired": {
+            "baseline": baseline,
+            "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95},
+            "comparisons": paired_comparisons(loaded, baseline),
+        },
+        "dynamics": dynamics_table(loaded, thresholds.edge),
     }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(loaded, out)
+    record["plots"] = [p.name for p in plots]
     (out / "report.json").write_text(json.dumps(record, indent=2))
     path = out / "report.md"
-    path.write_text(_markdown(loaded, flags, table, dynamics, plots, thresholds))
+    path.write_text(_markdown(loaded, record, plots, thresholds))
     return path
 
 
 def report_cli(argv: list[str]) -> None:
-    """`memoryr report RUN [RUN ...] --out DIR [threshold flags]`."""
+    """`memoryr report RUN [RUN ...] --out DIR [--baseline NAME] [threshold flags]`."""
     parser = argparse.ArgumentParser(
         prog="memoryr report",
-        description="Plots, the eval-accuracy table (best (last), mean ± std over seeds per method) and "
-        "collapse flags for one or more run folders.",
+        description="Plots, the eval-accuracy table (best (last), mean ± std over seeds per method), test "
+        "accuracy, paired comparisons against a baseline method and collapse flags for one or more run folders.",
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="memoryr run folders")
     parser.add_argument("--out", required=True, type=Path, help="folder for report.md, report.json and the PNGs")
+    parser.add_argument(
+        "--baseline", default=None, metavar="NAME",
+        help="method the others are compared with, by seed and by problem (default: the first method, R1 if present)",
+    )
     for f in fields(CollapseThresholds):
         flag = f"--{f.name.replace('_', '-')}"
         parser.add_argument(flag, type=float, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
     args = parser.parse_args(argv)
     thresholds = CollapseThresholds(**{f.name: getattr(args, f.name) for f in fields(CollapseThresholds)})
-    path = report(args.runs, args.out, thresholds)
+    path = report(args.runs, args.out, thresholds, baseline=args.baseline)
     print(path.read_text().split("## Plots")[0].rstrip())
     print(f"\nreport: {path}")

@@ -5,7 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from memoryr.report import CollapseThresholds, format_cell, load_run, method_name, report, report_cli
+from memoryr.compare import bootstrap_ci
+from memoryr.report import (
+    CollapseThresholds,
+    format_cell,
+    load_run,
+    method_colours,
+    method_name,
+    ordered_methods,
+    report,
+    report_cli,
+)
 
 STEPS = 50
 
@@ -14,16 +24,27 @@ def ramp(start: float, end: float, step: int) -> float:
     return start + (end - start) * (step - 1) / (STEPS - 1)
 
 
-def write_run(folder: Path, reward_funcs: list[str], seed: int, curves: dict, evals: list[float] | None = None) -> Path:
-    """A run folder with run.json and metrics.jsonl; curves maps a metric to (first, last) values, linear between."""
+def write_run(
+    folder: Path,
+    reward_funcs: list[str],
+    seed: int,
+    curves: dict,
+    evals: list[float] | None = None,
+    method: str | None = None,
+    eval_split: str | None = None,
+) -> Path:
+    """A run folder with run.json and metrics.jsonl; curves maps a metric to (first, last) values, linear between.
+    eval_split is logged with the eval rows as `eval/split` (older runs did not log it)."""
     folder.mkdir(parents=True)
-    config = {"script": {"reward_funcs": reward_funcs, "task": "gsm8k", "eval_task": None}, "training": {"seed": seed}}
+    script = {"reward_funcs": reward_funcs, "task": "gsm8k", "eval_task": None, "method": method}
+    config = {"script": script, "training": {"seed": seed}}
     (folder / "run.json").write_text(json.dumps({"format_version": 1, "config": config}))
     rows = []
     for step in range(1, STEPS + 1):
         rows.append({"loss": 0.01, "step": step, **{key: ramp(*ends, step) for key, ends in curves.items()}})
         if evals and step % 10 == 0 and step // 10 <= len(evals):
-            rows.append({"eval/accuracy": evals[step // 10 - 1], "eval/parse_rate": 0.9, "step": step})
+            split = {"eval/split": eval_split} if eval_split else {}
+            rows.append({"eval/accuracy": evals[step // 10 - 1], "eval/parse_rate": 0.9, "step": step, **split})
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
@@ -167,3 +188,189 @@ def test_training_dynamics_average_each_runs_first_and_last_windows(runs, tmp_pa
     assert "| entropy (nats) | 0.68 -> 0.23 | 1.19 -> 0.91 |" in text
     assert "| failure-memory responses | - | 24 -> 384 |" in text
     assert "cosine reward" not in text  # no run logged it
+
+
+# ---------------------------------------------------------------- held-out test evaluations, paired comparisons
+
+
+def write_held_out(run: Path, model: str, verdicts: str, status: str = "complete") -> None:
+    """eval-<model>/ as `memoryr eval` writes it; verdicts "1101" marks problems 0, 1 and 3 correct. samples.jsonl is
+    written in reverse index order: the report must put problems back in index order."""
+    folder = run / f"eval-{model}"
+    folder.mkdir()
+    correct = [v == "1" for v in verdicts]
+    metrics = {"n": len(correct), "pass@1": sum(correct) / len(correct), "parse_rate": 1.0, "mean_length": 5.0}
+    results = {"format_version": 1, "status": status, "task": "gsm8k", "split": "test", "metrics": metrics,
+               "settings": {"seed": 0, "split": "test", "limit": len(correct)}}
+    (folder / "results.json").write_text(json.dumps(results))
+    samples = [{"index": i, "question": f"q{i}", "gold": "7", "completions": ["..."], "num_tokens": [5],
+                "extracted": ["7" if c else "8"], "correct": [c]} for i, c in enumerate(correct)]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(samples)))
+
+
+# Per seed, 10 test problems. best: R1 30/50/40 %, Memory-R+ 60/40/40 %; last: R1 20/40/30 %, Memory-R+ 30/50/40 %.
+HELD_OUT = {
+    ("R1", 1): ("1110000000", "1100000000"),
+    ("R1", 2): ("1111100000", "1111000000"),
+    ("R1", 3): ("1111000000", "1110000000"),
+    ("Memory-R+", 1): ("1111110000", "1110000000"),
+    ("Memory-R+", 2): ("1111000000", "1111100000"),
+    ("Memory-R+", 3): ("0111100000", "1111000000"),
+}
+
+
+@pytest.fixture
+def sweep(tmp_path) -> list[Path]:
+    """2 methods x 3 seeds, in-training evals on the validation split, best and last models evaluated on test."""
+    folders = []
+    for (method, seed), (best, last) in HELD_OUT.items():
+        funcs = R1 + ["memoryr+"] if method == "Memory-R+" else R1
+        run = write_run(tmp_path / f"{method}-s{seed}", funcs, seed, HEALTHY, evals=[0.3, 0.4], eval_split="validation")
+        write_held_out(run, "best", best)
+        write_held_out(run, "last", last)
+        folders.append(run)
+    return folders
+
+
+def test_held_out_evals_are_read_in_index_order(sweep):
+    run = load_run(sweep[3])  # Memory-R+ seed 1
+    assert run.test["best"].correct == [True] * 6 + [False] * 4
+    assert run.test["best"].accuracy == 0.6 and run.test["best"].n == 10 and run.test["best"].split == "test"
+    assert run.selection_split == "validation" and run.selection_logged
+
+
+def test_incomplete_or_missing_held_out_evals_are_left_out(tmp_path):
+    run = write_run(tmp_path / "r", R1, 0, HEALTHY)
+    write_held_out(run, "best", "10", status="running")
+    assert load_run(run).test == {}
+
+
+def test_paired_comparisons_by_seed_and_problem(sweep, tmp_path):
+    md = report(sweep, tmp_path / "out", CollapseThresholds())
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["format_version"] == 2
+    run = next(r for r in data["runs"] if Path(r["run"]).name == "R1-s1")
+    assert run["test"]["best"] == {"task": "gsm8k", "split": "test", "n": 10, "accuracy": 0.3}
+    assert run["test"]["last"]["accuracy"] == 0.2
+    assert run["selection_split"] == "validation" and run["selection_split_logged"]
+
+    # best: R1 30, 50, 40 -> 40 ± 10; Memory-R+ 60, 40, 40 -> 46.67 ± sqrt(400/3) (deviations 13.3, -6.7, -6.7)
+    r1, mplus = data["test_accuracy_pct"]["R1"], data["test_accuracy_pct"]["Memory-R+"]
+    assert r1["best"] == {"n": 3, "mean": pytest.approx(40.0), "std": pytest.approx(10.0)}
+    assert mplus["best"] == {"n": 3, "mean": pytest.approx(140 / 3), "std": pytest.approx((400 / 3) ** 0.5)}
+    assert r1["last"]["mean"] == pytest.approx(30.0) and mplus["last"]["mean"] == pytest.approx(40.0)
+    assert (r1["task"], r1["split"]) == ("gsm8k", "test")
+
+    paired = data["paired"]
+    assert paired["baseline"] == "R1" and list(paired["comparisons"]) == ["Memory-R+"]
+    best, last = paired["comparisons"]["Memory-R+"]["best"], paired["comparisons"]["Memory-R+"]["last"]
+    # best: differences +30, -10, 0 -> mean 6.67, one win, one tie, one loss
+    assert best["seeds"] == [1, 2, 3] and best["differences_pp"] == pytest.approx([30.0, -10.0, 0.0])
+    assert best["mean_pp"] == pytest.approx(20 / 3) and (best["wins"], best["ties"], best["losses"]) == (1, 1, 1)
+    assert best["ci95_pp"] == pytest.approx(list(bootstrap_ci([30.0, -10.0, 0.0])))
+    # McNemar, best: seed 1 Memory-R+ alone right on problems 3-5 (c 3); seed 2 R1 alone on 4 (b 1);
+    # seed 3 R1 alone on 0, Memory-R+ alone on 4 (b 1, c 1). b 2, c 4: p = 2 * (1 + 6 + 15) / 64 = 0.6875
+    assert best["mcnemar"] == {"seeds": [1, 2, 3], "n": 30, "b": 2, "c": 4, "p": pytest.approx(0.6875)}
+    # last: Memory-R+ is right on one more problem at every seed: +10 each, CI collapses, b 0, c 3, p = 2/8
+    assert last["differences_pp"] == pytest.approx([10.0, 10.0, 10.0]) and last["mean_pp"] == pytest.approx(10.0)
+    assert last["ci95_pp"] == pytest.approx([10.0, 10.0]) and (last["wins"], last["ties"], last["losses"]) == (3, 0, 0)
+    assert last["mcnemar"] == {"seeds": [1, 2, 3], "n": 30, "b": 0, "c": 3, "p": pytest.approx(0.25)}
+
+    text = md.read_text()
+    assert "| R1 | gsm8k | test | 40.0 ± 10.0, n=3 | 30.0 ± 10.0, n=3 |" in text
+    assert "| Memory-R+ | gsm8k | test | 46.7 ± 11.5, n=3 | 40.0 ± 10.0, n=3 |" in text
+    low, high = bootstrap_ci([30.0, -10.0, 0.0])
+    assert (f"| Memory-R+ | best | 1, 2, 3 | +30.0, -10.0, +0.0 | +6.7 | {low:+.1f} to {high:+.1f} | 1/1/1 | "
+            "2 / 4 of 30 | 0.688 |") in text
+    assert ("| Memory-R+ | last | 1, 2, 3 | +10.0, +10.0, +10.0 | +10.0 | +10.0 to +10.0 | 3/0/0 | 0 / 3 of 30 "
+            "| 0.25 |") in text
+    assert "## Paired comparisons vs R1" in text
+    assert "Split of the in-training evals (`eval/split`): gsm8k: validation." in text
+    assert "chosen on the split `validation`." in text and "biased upwards" not in text
+
+
+def test_baseline_flag_swaps_the_sides(sweep, tmp_path):
+    report_cli([*map(str, sweep), "--out", str(tmp_path / "out"), "--baseline", "Memory-R+"])
+    paired = json.loads((tmp_path / "out" / "report.json").read_text())["paired"]
+    assert paired["baseline"] == "Memory-R+" and list(paired["comparisons"]) == ["R1"]
+    best = paired["comparisons"]["R1"]["best"]
+    assert best["differences_pp"] == pytest.approx([-30.0, 10.0, 0.0])
+    assert (best["mcnemar"]["b"], best["mcnemar"]["c"]) == (4, 2)
+
+
+def test_a_baseline_that_is_no_method_writes_nothing(sweep, tmp_path):
+    with pytest.raises(ValueError, match=r"baseline 'Cosine' is none of the methods in these runs: R1, Memory-R\+"):
+        report(sweep, tmp_path / "out", CollapseThresholds(), baseline="Cosine")
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_without_test_evals_say_the_paired_section_needs_them(runs, tmp_path):
+    text = report(runs, tmp_path / "out", CollapseThresholds()).read_text()
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["test_accuracy_pct"] == {} and data["paired"]["comparisons"] == {}
+    assert "## Test accuracy" not in text
+    assert "No run has held-out test evaluations (eval-best/, eval-last/" in text
+    assert "gsm8k: split not recorded." in text
+
+
+def test_old_runs_chose_best_on_the_test_split_and_the_report_says_so(tmp_path):
+    folders = []
+    for funcs, seed in ((R1, 1), (R1 + ["memoryr"], 1)):
+        run = write_run(tmp_path / f"{method_name(funcs)}-{seed}", funcs, seed, HEALTHY, evals=[0.3])  # no eval/split
+        write_held_out(run, "best", "1100")
+        folders.append(run)
+    text = report(folders, tmp_path / "out", CollapseThresholds()).read_text()
+    assert "chosen on the split `test` (run.json's eval_split" in text
+    assert "For 2 of 2 runs that is the split best is scored on here, so their best accuracy is biased upwards" in text
+    # one seed: no CI; identical verdicts: no discordant problem, p = 1
+    assert "| Memory-R | best | 1 | +0.0 | +0.0 | n/a (one seed) | 0/1/0 | 0 / 0 of 4 | 1 |" in text
+    assert "| Memory-R | last |" not in text  # no eval-last/
+
+
+def test_custom_method_labels_from_run_json(tmp_path):
+    folders = [
+        write_run(tmp_path / "ref-s1", R1 + ["memoryr+"], 1, HEALTHY, method="Memory-R+ (reference)"),
+        write_run(tmp_path / "r1-s1", R1, 1, HEALTHY, method=None),  # null: named by its rewards
+        write_run(tmp_path / "tuned-s1", R1 + ["memoryr+"], 1, HEALTHY, method="tuned"),
+    ]
+    for folder, verdicts in zip(folders, ("1110", "1000", "1100")):
+        write_held_out(folder, "last", verdicts)
+    assert [load_run(f).method for f in folders] == ["Memory-R+ (reference)", "R1", "tuned"]
+    runs = [load_run(f) for f in folders]
+    assert ordered_methods(runs) == ["R1", "Memory-R+ (reference)", "tuned"]
+    assert method_colours(ordered_methods(runs)) == {
+        "R1": "tab:blue", "Memory-R+ (reference)": "tab:purple", "tuned": "tab:brown"
+    }
+    md = report(folders, tmp_path / "out", CollapseThresholds(), baseline="Memory-R+ (reference)")
+    paired = json.loads((tmp_path / "out" / "report.json").read_text())["paired"]["comparisons"]
+    assert list(paired) == ["R1", "tuned"]
+    assert paired["R1"]["last"]["differences_pp"] == pytest.approx([-50.0])
+    assert paired["tuned"]["last"]["mcnemar"] == {"seeds": [1], "n": 4, "b": 1, "c": 0, "p": 1.0}
+    text = md.read_text()
+    assert "| metric | R1 | Memory-R+ (reference) | tuned |" in text
+    assert "## Paired comparisons vs Memory-R+ (reference)" in text
+    assert (tmp_path / "out" / "rewards.png").exists()
+
+
+def test_two_runs_of_one_method_and_seed_cannot_be_paired(tmp_path):
+    folders = [write_run(tmp_path / name, funcs, 1, HEALTHY) for name, funcs in
+               (("a", R1), ("b", R1), ("c", R1 + ["memoryr"]))]
+    for folder in folders:
+        write_held_out(folder, "best", "10")
+    with pytest.raises(ValueError, match="both R1 with seed 1"):
+        report(folders, tmp_path / "out", CollapseThresholds())
+    assert not (tmp_path / "out").exists()
+
+
+def test_mechanism_rows_in_the_dynamics_table(tmp_path):
+    curves = {**HEALTHY, "memory/exploit_norm_correct_mean": (0.5, 0.5), "memory/exploit_norm_wrong_mean": (0.2, 0.2),
+              "memory/explore_raw_wrong_mean": (0.3, 0.3), "frac_groups_with_correct": (0.25, 0.75)}
+    run = write_run(tmp_path / "m", R1 + ["memoryr+"], 1, curves)
+    text = report([run], tmp_path / "out", CollapseThresholds()).read_text()
+    assert "| exploit (normalised), correct completions | 0.50 -> 0.50 |" in text
+    assert "| exploit (normalised), wrong completions | 0.20 -> 0.20 |" in text
+    assert "| explore (raw), wrong completions | 0.30 -> 0.30 |" in text
+    # a ramp 0.25 -> 0.75 over 50 steps: window means at steps 3 and 48, 0.25 + 0.5 * 2/49 and 0.25 + 0.5 * 47/49
+    assert "| groups with at least one correct completion | 0.27 -> 0.73 |" in text
+    assert "explore (normalised), correct completions" not in text  # not logged
+    assert "Paired comparisons" not in text  # one method: nothing to compare

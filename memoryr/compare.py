@@ -1,0 +1,86 @@
+"""Paired comparisons of methods over seeds and problems.
+
+Runs of two methods are paired by seed. `seed_differences` gives the per-seed accuracy differences
+with a percentile-bootstrap CI of their mean over seeds (seed-to-seed variance, the main noise in
+small RL runs); `mcnemar` pools the paired runs' per-problem verdicts on the same problems and runs
+McNemar's exact test (is one method right on problems the other gets wrong more often than chance?).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0  # fixed, so a report is reproducible
+
+
+@dataclass(frozen=True)
+class SeedDifferences:
+    """Method minus baseline accuracy on the seeds both have, in the units given (percentage points for %)."""
+
+    seeds: list[int]
+    differences: list[float]
+    mean: float | None  # None without a paired seed
+    ci95: tuple[float, float] | None  # None with fewer than two paired seeds
+    wins: int
+    ties: int
+    losses: int
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """McNemar's exact test on pooled paired verdicts: b = baseline right & method wrong, c = the reverse."""
+
+    seeds: list[int]
+    n: int  # pooled problems
+    b: int
+    c: int
+    p: float  # two-sided exact binomial p of c out of b + c at 1/2; 1.0 when b + c == 0
+
+
+def bootstrap_ci(
+    values: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap CI of the mean of `values` (resampled with replacement); None for fewer than two."""
+    if len(values) < 2:
+        return None
+    data = np.asarray(values, dtype=float)
+    means = data[np.random.default_rng(seed).integers(len(data), size=(resamples, len(data)))].mean(axis=1)
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def seed_differences(method: dict[int, float], baseline: dict[int, float]) -> SeedDifferences:
+    """Per-seed accuracy differences (method - baseline) on shared seeds: mean, 95% bootstrap CI, win/tie/loss."""
+    seeds = sorted(method.keys() & baseline.keys())
+    differences = [method[s] - baseline[s] for s in seeds]
+    return SeedDifferences(
+        seeds=seeds,
+        differences=differences,
+        mean=float(np.mean(differences)) if differences else None,
+        ci95=bootstrap_ci(differences),
+        wins=sum(method[s] > baseline[s] for s in seeds),
+        ties=sum(method[s] == baseline[s] for s in seeds),
+        losses=sum(method[s] < baseline[s] for s in seeds),
+    )
+
+
+def mcnemar(method: dict[int, list[bool]], baseline: dict[int, list[bool]]) -> McNemar:
+    """McNemar's exact test over the per-problem verdicts of the seeds both have, pooled (same problems, same order)."""
+    seeds = sorted(method.keys() & baseline.keys())
+    b = c = n = 0
+    for seed in seeds:
+        ours, theirs = method[seed], baseline[seed]
+        if len(ours) != len(theirs):
+            raise ValueError(
+                f"seed {seed}: {len(ours)} per-problem verdicts for the method but {len(theirs)} for the baseline; "
+                "paired runs must be evaluated on the same problems"
+            )
+        b += sum(t and not o for o, t in zip(ours, theirs))
+        c += sum(o and not t for o, t in zip(ours, theirs))
+        n += len(ours)
+    p = binomtest(c, b + c, 0.5).pvalue if b + c else 1.0
+    return McNemar(seeds=seeds, n=n, b=b, c=c, p=float(p))
