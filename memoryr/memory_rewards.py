@@ -14,6 +14,18 @@ Notation: Ms / Mf the success / failure memories, e(a) the embedding of a comple
 (`memoryr.grading.extract_reasoning` of prefill + completion), B(M, q) the union of the stored
 responses of the k keys most cosine-similar to question q, R_i the correctness of completion i.
 
+Input rules (both modes):
+  * Text: questions and full texts first go through `memoryr.memory.valid_text`, which replaces
+    each surrogate code point (a model can decode a lone one; UTF-8 cannot encode it) with U+FFFD.
+    Grouping, key lookup, encoding and storage all see that text, so a raw question always maps to
+    the same key and the encoder and the saved files never meet an unencodable string.
+  * Degenerate embeddings: a completion is left out of the step when its embedding is not finite
+    (NaN or infinite) or its question's embedding is zero or not finite (no direction to search
+    keys by): both its terms are 0, its raw scores are pushed into no window, and it is inserted
+    into neither memory. The other completions are scored exactly as if it were absent, so a NaN
+    never reaches a window, a centroid or a key. A zero completion embedding is finite and used as
+    any other (its cosine to everything is 0).
+
 Paper mode (default; arXiv 2504.02273, the exact rules chosen here):
   * The step's completions (all processes' together) are cut into groups: maximal runs of
     consecutive completions with the same question. Groups are handled in order; each is scored
@@ -78,7 +90,7 @@ from accelerate.utils import gather_object
 
 from memoryr.encoder import Encoder
 from memoryr.grading import extract_reasoning
-from memoryr.memory import EpisodicMemory, MemoryFileError
+from memoryr.memory import EpisodicMemory, MemoryFileError, unit_vector, valid_text
 from memoryr.rewards import full_texts
 
 MODES = ("paper", "reference")
@@ -252,15 +264,18 @@ class MemoryReward:
 
     def score_and_update(self, questions: list[str], texts: list[str], correct: list[float], step: int) -> StepScores:
         """Score a whole step's completions (full texts) and store them, in the configured mode's order."""
-        reasoning = [extract_reasoning(t) for t in texts]
-        embeddings = self.encoder.encode(reasoning)
+        questions = [valid_text(q) for q in questions]
+        reasoning = [extract_reasoning(valid_text(t)) for t in texts]
+        embeddings = np.asarray(self.encoder.encode(reasoning), dtype=np.float32)  # as stored: finite stays finite
         unique = list(dict.fromkeys(questions))
         query_emb = dict(zip(unique, self.encoder.encode_queries(unique)))
+        searchable = {q: unit_vector(e) is not None for q, e in query_emb.items()}
+        usable = np.isfinite(embeddings).all(axis=1) & np.array([searchable[q] for q in questions], dtype=bool)
         scores = StepScores.empty(len(texts))
         if self.config.mode == "paper":
-            self._paper_step(scores, questions, query_emb, embeddings, reasoning, correct, step)
+            self._paper_step(scores, questions, query_emb, embeddings, usable, reasoning, correct, step)
         else:
-            self._reference_step(scores, questions, query_emb, embeddings, reasoning, correct)
+            self._reference_step(scores, questions, query_emb, embeddings, usable, reasoning, correct)
         return scores
 
     def _insert(self, q: str, q_emb: np.ndarray, emb: np.ndarray, reasoning: list[str], correct: list[float]) -> None:
@@ -269,24 +284,27 @@ class MemoryReward:
         for memory, chosen in ((self.success, r > c.tau_success), (self.failure, r <= c.tau_failure)):
             memory.add(q, q_emb, emb[chosen], [t for t, keep in zip(reasoning, chosen) if keep])
 
-    def _paper_step(self, scores, questions, query_emb, embeddings, reasoning, correct, step) -> None:
-        """Group by group: score against the memories as they were, push-then-normalise, then insert."""
+    def _paper_step(self, scores, questions, query_emb, embeddings, usable, reasoning, correct, step) -> None:
+        """Group by group: score usable completions against the memories as they were, normalise, insert."""
         c = self.config
         scores.explore_active = c.exploration and step >= c.explore_warmup_steps
         for q, lo, hi in _groups(questions):
-            a = embeddings[lo:hi]
+            rows = lo + np.flatnonzero(usable[lo:hi])
+            if len(rows) == 0:
+                continue
+            a = embeddings[rows]
             stored, _, _ = self.success.retrieve(query_emb[q], c.k)
             if len(stored):
                 raw = exploit_scores(a, stored)
-                scores.exploit[lo:hi] = self._normalise_group(self.exploit_window, raw)
-                scores.exploit_raw[lo:hi], scores.exploit_norm[lo:hi] = raw, scores.exploit[lo:hi]
+                scores.exploit[rows] = scores.exploit_norm[rows] = self._normalise_group(self.exploit_window, raw)
+                scores.exploit_raw[rows] = raw
             if scores.explore_active:
                 stored, _, _ = self.failure.retrieve(query_emb[q], c.k)
                 if len(stored):
                     raw = explore_scores(a, stored)
-                    scores.explore[lo:hi] = self._normalise_group(self.explore_window, raw)
-                    scores.explore_raw[lo:hi], scores.explore_norm[lo:hi] = raw, scores.explore[lo:hi]
-            self._insert(q, query_emb[q], embeddings[lo:hi], reasoning[lo:hi], correct[lo:hi])
+                    scores.explore[rows] = scores.explore_norm[rows] = self._normalise_group(self.explore_window, raw)
+                    scores.explore_raw[rows] = raw
+            self._insert(q, query_emb[q], a, [reasoning[i] for i in rows], [correct[i] for i in rows])
 
     def _normalise_group(self, window: deque[float], raw: np.ndarray) -> np.ndarray:
         """Push a group's raw scores, then min-max them over the window and the group: values in [0, 1]."""
@@ -295,10 +313,12 @@ class MemoryReward:
         hi = max(max(window), float(raw.max()))
         return (raw - lo) / (hi - lo + self.config.eps)
 
-    def _reference_step(self, scores, questions, query_emb, embeddings, reasoning, correct) -> None:
-        """One completion at a time, as the reference code: insert, retrieve, push, normalise."""
+    def _reference_step(self, scores, questions, query_emb, embeddings, usable, reasoning, correct) -> None:
+        """One usable completion at a time, as the reference code: insert, retrieve, push, normalise."""
         c = self.config
         for i, q in enumerate(questions):
+            if not usable[i]:
+                continue
             self._insert(q, query_emb[q], embeddings[i : i + 1], reasoning[i : i + 1], correct[i : i + 1])
             a = embeddings[i : i + 1]
             stored, _, _ = self.success.retrieve(query_emb[q], c.k)

@@ -153,13 +153,65 @@ def test_bad_arguments_raise():
         EpisodicMemory(dim=2).add("q", vec(1, 0), [vec(1, 0)], [])
 
 
-@pytest.mark.slow
-def test_minilm_places_similar_sentences_closer():
+
+def test_text_utf8_cannot_encode_is_stored_with_replacement_characters(tmp_path):
+    m = EpisodicMemory(dim=2, max_text_chars=3)
+    m.add("q\ud800", vec(1, 0), [vec(1, 1), vec(2, 2)], ["a\udfffbc", "\ud83d\ude00"])
+    m.add("q\udc00", vec(0, 1), [vec(3, 3)], ["c"])  # any surrogate becomes U+FFFD: the same key
+    m.add("q\ufffd", vec(0, 1), [vec(4, 4)], ["d"])
+    assert m.key_texts == ["q\ufffd"]
+    assert m.responses("q\ud800") == m.responses("q\ufffd") == ["a\ufffdb", "\ufffd\ufffd", "c", "d"]
+    path = tmp_path / "m.safetensors"
+    m.save(path)
+    loaded = EpisodicMemory.load(path)
+    assert loaded.to_bytes() == m.to_bytes() == path.read_bytes()
+    assert loaded.key_texts == ["q\ufffd"] and loaded.responses("q\udbff") == m.responses("q\ufffd")
+    np.testing.assert_array_equal(loaded.retrieve(vec(1, 0), k=1)[0], m.retrieve(vec(1, 0), k=1)[0])
+
+
+def test_non_finite_values_and_directionless_new_keys_are_refused_without_change():
+    m = filled(max_keys=2)
+    before = m.to_bytes()
+    with pytest.raises(ValueError, match="not finite"):
+        m.add("q1", vec(1, 0), [vec(1, 1), vec(np.nan, 0)], ["a", "b"])
+    with pytest.raises(ValueError, match="not finite"):
+        m.add("q1", vec(1, 0), [vec(np.inf, 0)], ["a"])
+    for key in (vec(0, 0), vec(np.nan, 1), vec(np.inf, 0)):  # memory is full: nothing may be evicted either
+        with pytest.raises(ValueError, match="new key 'q3'"):
+            m.add("q3", key, [vec(1, 1)], ["a"])
+    assert m.to_bytes() == before
+    m.add("q1", vec(0, 0), [vec(5, 5)], ["q1 c"])  # the key embedding is used only when the key is new
+    assert m.responses("q1") == ["q1 b", "q1 c"]
+
+
+def test_query_without_direction_retrieves_nothing():
+    m = filled()
+    for query in (vec(0, 0), vec(np.nan, 1), vec(np.inf, 0), vec(-np.inf, np.inf)):
+        values, texts, sims = m.retrieve(query, k=2)
+        assert values.shape == (0, 2) and texts == [] and sims.shape == (0,)
+        assert m.top_keys(query, k=5) == []
+
+
+def test_keys_and_queries_of_extreme_size_are_normalised_in_float64():
+    m = EpisodicMemory(dim=2)
+    m.add("big", vec(3e30, 4e30), [vec(1, 0)], ["big"])  # its float32 squared norm would overflow
+    m.add("tiny", vec(-4e-30, 3e-30), [vec(0, 1)], ["tiny"])  # and this one's underflow to 0
+    assert m.top_keys(vec(6e-30, 8e-30), k=2) == [("big", pytest.approx(1.0)), ("tiny", pytest.approx(0.0, abs=1e-7))]
+    assert m.top_keys(vec(-4e30, 3e30), k=1) == [("tiny", pytest.approx(1.0))]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """One real all-MiniLM-L6-v2 encoder for this module's slow tests (loading takes seconds)."""
     from memoryr.encoder import SentenceEncoder
 
-    encoder = SentenceEncoder()
-    assert encoder.dim == 384
-    e = encoder.encode(
+    return SentenceEncoder()
+
+
+@pytest.mark.slow
+def test_minilm_places_similar_sentences_closer(minilm):
+    assert minilm.dim == 384
+    e = minilm.encode(
         [
             "Tom has 3 apples and buys 2 more, so he has 3 + 2 = 5 apples.",
             "Tom had three apples, bought two more, and now has five apples.",
@@ -169,6 +221,25 @@ def test_minilm_places_similar_sentences_closer():
     assert e.shape == (3, 384) and e.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.3
-    q = encoder.encode_queries(["a question", "another", "a question"])
+    q = minilm.encode_queries(["a question", "another", "a question"])
     np.testing.assert_array_equal(q[0], q[2])
-    assert encoder.encode([]).shape == (0, 384)
+    assert minilm.encode([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_minilm_and_the_memory_reward_take_text_utf8_cannot_encode(minilm, tmp_path):
+    from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
+
+    e = minilm.encode(["ab\ud800cd", "ab\ufffdcd"])
+    assert np.isfinite(e).all()
+    np.testing.assert_array_equal(e[0], e[1])
+    np.testing.assert_array_equal(minilm.encode_queries(["q\udfff?"])[0], minilm.encode_queries(["q\ufffd?"])[0])
+    reward = MemoryReward(
+        MemoryRewardConfig(exploration=True, explore_warmup_steps=0), minilm, lambda completions, **_: [1.0, 0.0]
+    )
+    for _ in range(2):
+        rewards = reward(completions=["7 \ud800 apples", "\udc00"], question=["Q\ud83d?"] * 2, answer=["7"] * 2)
+        assert len(rewards) == 2 and np.isfinite(rewards).all()
+    assert reward.success.responses("Q\ud83d?") == ["7 \ufffd apples"] * 2
+    reward.save(tmp_path)
+    assert "\ufffd".encode() in (tmp_path / "memory_failure.safetensors").read_bytes()

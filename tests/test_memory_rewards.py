@@ -343,3 +343,121 @@ def test_inspect_reports_sizes_newest_entries_and_nearest_for_a_query(tmp_path):
     assert "cos=0.600  Q: q" in text  # and only q holds a success
     with pytest.raises(MemoryFileError, match="no saved memory"):
         inspect_memory(tmp_path, query=None, k=1, encoder_factory=lambda: FixedEncoder(VECTORS))
+
+
+# ---- text that UTF-8 cannot encode, and degenerate embeddings ----------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+class StrictEncoder(FixedEncoder):
+    """A FixedEncoder that, like a real tokeniser, refuses text UTF-8 cannot encode; its table may hold NaN."""
+
+    def encode(self, texts):
+        for t in texts:
+            t.encode("utf-8")
+        return super().encode(texts)
+
+    def encode_queries(self, texts):
+        for t in texts:
+            t.encode("utf-8")
+        return super().encode_queries(texts)
+
+
+def make_both(mode, table=None, **overrides) -> MemoryReward:
+    """Memory-R+ with the explore term on from the start, in either mode."""
+    encoder = StrictEncoder(dict(VECTORS, **(table or {})))
+    return make(True, encoder=encoder, mode=mode, explore_warmup_steps=0, explore_warmup_failure_keys=0, **overrides)
+
+
+def assert_all_finite(reward):
+    """Neither window nor memory holds a NaN or an infinity."""
+    assert np.isfinite(list(reward.exploit_window) + list(reward.explore_window)).all()
+    for memory in (reward.success, reward.failure):
+        assert np.isfinite(memory.retrieve(np.array([1.0, 1.0]), k=memory.max_keys)[0]).all()
+
+
+@pytest.mark.parametrize("mode, first", [("paper", [0.0, 0.0, 0.0]), ("reference", [2.0, 0.0, 1.0])])
+def test_lone_surrogates_become_replacement_characters_and_round_trip(tmp_path, mode, first):
+    reward = make_both(mode, {"q\ufffd": (1.0, 0.0), "x\ufffd": (0.0, 1.0)})
+    # paper: empty memories -> 0. reference: x\ufffd=(0,1) finds itself in Ms (d 0 -> 1) and an empty Mf (1);
+    # x=(1,0) exploit -sqrt2 over [0, -sqrt2] -> 0, explore itself -> 0; x\ufffd exploit 0 -> 1, explore 0
+    assert call(reward, ["x\ud800", "x", "x\udfff"], [1, 0, 0], question="q\ud800") == pytest.approx(first, abs=1e-6)
+    # the same raw question finds its key again: Ms = {(0,1)}, Mf holds (1,0) and (0,1) -> exploit [0, 1], explore 0
+    assert call(reward, ["x", "y"], [0, 0], question="q\ud800") == pytest.approx([0.0, 1.0], abs=1e-6)
+    assert reward.success.key_texts == reward.failure.key_texts == ["q\ufffd"]
+    assert reward.success.responses("q\ud800") == ["x\ufffd"]
+    assert reward.failure.responses("q\ud800") == ["x", "x\ufffd", "x", "y"]
+    reward.save(tmp_path / "a")
+    loaded = make_both(mode)
+    loaded.load(tmp_path / "a")
+    assert loaded.success.to_bytes() == reward.success.to_bytes()
+    assert loaded.failure.to_bytes() == reward.failure.to_bytes()
+    assert loaded.failure.responses("q\ufffd") == reward.failure.responses("q\ufffd")
+    loaded.save(tmp_path / "b")
+    for name in ("memory_success.safetensors", "memory_failure.safetensors", "memory_state.json"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "mode, expected, exploit_window, explore_window",
+    [
+        # exploit raw x 0, y -sqrt2, z -sqrt0.8 over the window of those three -> 1, 0, 1 - sqrt0.4;
+        # explore raw 1 - cos(a, y): x 1, y 0, z 0.2 over [1, 0, 0.2] -> 1, 0, 0.2
+        ("paper", [2.0, 0.0, 0.0, 0.0, 1.2 - math.sqrt(0.4)], [0.0, -SQ2, -math.sqrt(0.8)], [1.0, 0.0, 0.2]),
+        # windows carry [0, -sqrt2] and [0] from the first call; x exploit 0 -> 1, explore 0 (x is in Mf) -> 0;
+        # y exploit -sqrt2 -> 0; z exploit -sqrt0.8 over [0, -sqrt2, 0, -sqrt2, -sqrt0.8] -> 1 - sqrt0.4
+        ("reference", [1.0, 0.0, 0.0, 0.0, 1 - math.sqrt(0.4)], [0.0, -SQ2, 0.0, -SQ2, -math.sqrt(0.8)], [0.0] * 4),
+    ],
+)
+def test_non_finite_completion_embedding_is_left_out_of_the_step(mode, expected, exploit_window, explore_window):
+    table = {"n": (NAN, 0.0), "i": (INF, 1.0)}
+    reward, without = make_both(mode, table), make_both(mode, table)
+    for r in (reward, without):
+        call(r, ["x", "y"], [1, 0])  # Ms[q] = {x}, Mf[q] = {y}
+    metrics = {}
+    got = call(reward, ["x", "n", "y", "i", "z"], [0, 1, 0, 0, 0], metrics=metrics)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert [got[0], got[2], got[4]] == call(without, ["x", "y", "z"], [0, 0, 0])  # bit for bit
+    assert list(reward.exploit_window) == pytest.approx(exploit_window, abs=1e-7)
+    assert list(reward.explore_window) == pytest.approx(explore_window, abs=1e-7)
+    assert reward.success.responses("q") == ["x"] and reward.failure.responses("q") == ["y", "x", "y", "z"]
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert_all_finite(reward)
+    assert reward.success.to_bytes() == without.success.to_bytes()
+    assert reward.failure.to_bytes() == without.failure.to_bytes()
+
+
+@pytest.mark.parametrize("mode", ["paper", "reference"])
+def test_question_embedding_without_direction_leaves_its_completions_out(mode):
+    table = {"q0": (0.0, 0.0), "qn": (NAN, 1.0), "qi": (0.0, -INF)}
+    reward, without = make_both(mode, table), make_both(mode, table)
+    for r in (reward, without):
+        call(r, ["x", "y"], [1, 0])
+    # reference mode would give explore 1.0 to a question whose search found nothing: here it gets 0
+    got = call(reward, ["x", "z", "y", "x"], [1, 0, 0, 0], question=["q0", "q", "qn", "qi"])
+    assert got[0] == got[2] == got[3] == 0.0
+    assert got[1] == call(without, ["z"], [0])[0]
+    assert reward.success.key_texts == reward.failure.key_texts == ["q"]
+    assert list(reward.exploit_window) == list(without.exploit_window)
+    assert list(reward.explore_window) == list(without.explore_window)
+    assert_all_finite(reward)
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        # Ms = {x, o}; then o, y against centroid (0.5, 0): raw -0.5, -sqrt1.25 -> 1, 0; explore: Mf empty -> 0;
+        # then x: exploit -0.5 is the window's max -> 1, explore 1 - max(cos(x, o) = 0, cos(x, y) = 0) alone -> 0
+        ("paper", [[0.0, 0.0], [1.0, 0.0], [1.0]]),
+        # x finds itself (2); o: exploit -0.5 over [0, -0.5] -> 0, empty Mf -> 1; o explore raw 1 - 0 alone -> 0;
+        # y: explore finds itself; x: exploit -0.5 over [0, -0.5, -0.5, -sqrt1.25, -0.5] -> 1 - 0.5 / sqrt1.25
+        ("reference", [[2.0, 1.0], [0.0, 0.0], [1 - 1 / math.sqrt(5)]]),
+    ],
+)
+def test_zero_completion_embedding_is_scored_and_stored_as_any_other(mode, expected):
+    reward = make_both(mode, {"o": (0.0, 0.0)})
+    got = [call(reward, ["x", "o"], [1, 1]), call(reward, ["o", "y"], [0, 0]), call(reward, ["x"], [0])]
+    assert got == [pytest.approx(e, abs=1e-6) for e in expected]
+    assert reward.success.responses("q") == ["x", "o"] and reward.failure.responses("q") == ["o", "y", "x"]
+    assert_all_finite(reward)
