@@ -89,6 +89,7 @@ def _bench(argv: list[str]) -> None:
     memory.add_argument("--steps", type=int, default=50, help="timed groups per size (default 50)")
     sub.add_parser("eval", help="Batched evaluation against a batch-1 loop (see `bench eval --help`).", add_help=False)
     sub.add_parser("step", help="Time GRPO steps of a recipe under CPU setting variants (see --help).", add_help=False)
+    sub.add_parser("sweep", help="Runs/hour of a short sweep with --jobs 2 against --jobs 1 (see --help).", add_help=False)
     if argv[:1] == ["eval"]:
         from memoryr.bench_eval import bench_eval_cli
 
@@ -98,6 +99,11 @@ def _bench(argv: list[str]) -> None:
         from memoryr.bench_step import main as bench_step_main
 
         bench_step_main(argv[1:])
+        return
+    if argv[:1] == ["sweep"]:
+        from memoryr.bench_sweep import main as bench_sweep_main
+
+        bench_sweep_main(argv[1:])
         return
     args = parser.parse_args(argv)
     from memoryr.bench_memory import format_memory_bench, run_memory_bench
@@ -121,12 +127,23 @@ def _report(argv: list[str]) -> None:
 def _sweep(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="memoryr sweep", description="Run a grid of recipes x seeds, resumably.")
     parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="the sweep file (see memoryr/sweep.py)")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="runs at once, each with cores // N threads; at most one per core "
+                             "(default: the sweep file's jobs, else 1)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs finished so far (e.g. while the sweep is still going)")
     args = parser.parse_args(argv)
-    from memoryr.sweep import report_finished, run_sweep
+    from memoryr.sweep import SweepStopped, report_finished, run_sweep
 
-    print(f"report: {(report_finished if args.report_only else run_sweep)(args.sweep)}")
+    if args.report_only:
+        print(f"report: {report_finished(args.sweep)}")
+        return
+    try:
+        report = run_sweep(args.sweep, jobs=args.jobs)
+    except SweepStopped as e:  # its children are stopped; exit as the signal would (130 for SIGINT)
+        print(e, file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
+    print(f"report: {report}")
 
 
 COMMANDS = {

@@ -1,133 +1,512 @@
-"""`memoryr sweep SWEEP.yaml`: a grid of runs (recipes x seeds), one after another, resumable.
+"""`memoryr sweep SWEEP.yaml`: a grid of runs (recipes x seeds), N at a time, resumable and crash-safe.
 
-Runs go seed by seed (every recipe at the first seed, then the second seed, ...), so a sweep stopped
-half way still compares every method.
+Runs start seed by seed (every recipe at the first seed, then the second seed, ...), so a sweep
+stopped half way still compares every method. A run is a chain of child processes: `memoryr train`,
+then `memoryr eval` of its best and last models on the run's test split (`eval-best/`,
+`eval-last/`). With `--jobs N` (or `jobs: N`) N runs go at once, the cores split between them: each
+child gets cores // N OpenMP/MKL/OpenBLAS threads, and more jobs than cores is refused (runs that
+share cores slow each other down many times over). Each run's child output is appended to
+`<out>/logs/<run>.log`; the console gets a line per event and, with several jobs, a progress line
+per running run every 30 s (with one job, the child output itself).
 
-A finished run (one with `final/`) is skipped; an interrupted one continues from its last
-checkpoint, memories included; a run interrupted before its first checkpoint starts again. After
-training, each run's best and last models are evaluated on the held-out set (`eval-best/`,
-`eval-last/`), and the report over all runs is written at the end, with each run's small
-artefacts (metrics, evals, sampled completions, run record; no weights) copied beside it.
-`--report-only` reports the runs finished so far. The sweep file:
+A finished run (`final/` with its completion marker) is skipped; an unfinished one continues from
+its newest complete checkpoint, memories included, or starts again when it has none. A failed run
+lets the running ones finish, starts no new one and fails the sweep naming its log. SIGINT, SIGTERM
+and SIGHUP stop every child before the sweep exits (on Linux a child also dies with a sweep killed
+by SIGKILL), and one sweep at a time may use an out folder; rerunning the same command resumes.
+The report over all runs comes last, with each run's small artefacts (no weights) copied beside
+it; `--report-only` reports the runs finished so far. The sweep file:
 
     out: runs/cpu-study            # one folder per run: <recipe name>-seed<seed>
     recipes: [recipes/arith-r1-cpu.yaml, recipes/arith-memoryrplus-cpu.yaml]
     seeds: [1, 2, 3]
     overrides: [--max_steps, "60"] # optional: applied to every run
-    eval_limit: 200                # held-out problems for the final evaluations
+    eval_limit: 200                # optional: test problems for the final evaluations
+    jobs: 2                        # optional: runs at once (default 1; `--jobs` wins)
+    baseline: R1                   # optional: the method the report compares the others with
     report: results/cpu-study      # optional: where the report goes (default: <out>/report)
 """
 
 from __future__ import annotations
 
+import codecs
+import ctypes
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
+from memoryr.checkpoints import RunLock, RunLockedError, crash_point, is_complete, latest_complete_checkpoint
+
+KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report")
+MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+POLL_S = 0.5  # how often the sweep looks at its children
+STATUS_EVERY_S = 30.0  # progress lines with several jobs
+GRACE_S = 5.0  # SIGTERM to SIGKILL when stopping children
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
 
 class SweepError(RuntimeError):
-    """A run of the sweep failed; its own output above says why."""
+    """A run of the sweep failed; the message names it and its log."""
+
+
+class SweepStopped(KeyboardInterrupt):
+    """A signal stopped the sweep, after its children were stopped; rerunning the same command resumes."""
+
+    def __init__(self, signum: int):
+        super().__init__("sweep stopped; rerun the same command to resume")
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT
 
 
 @dataclass
 class Sweep:
+    """A checked sweep file."""
     out: Path
     recipes: list[Path]
     seeds: list[int]
     overrides: list[str] = field(default_factory=list)
     eval_limit: int = 200
+    jobs: int = 1
+    baseline: str | None = None
     report: Path | None = None
 
 
+# ---------------------------------------------------------------- the sweep file
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_jobs(jobs: object, name: str) -> int:
+    """A positive number of runs at once, at most one per core: runs that share cores slow each other down many times over."""
+    cores = os.cpu_count() or 1
+    if not _is_int(jobs) or jobs < 1:
+        raise ValueError(f"{name} must be a positive integer, got {jobs!r}")
+    if jobs > cores:
+        raise ValueError(f"{name} {jobs} is more than the {cores} cores of this machine; runs sharing cores "
+                         "slow each other down many times over")
+    return jobs
+
+
+def recipe_method(recipe: Path) -> str:
+    """The method name the report gives a recipe's runs: its `method`, else the one of its reward_funcs."""
+    from memoryr.config import DEFAULT_REWARDS
+    from memoryr.report import method_name
+
+    raw = yaml.safe_load(recipe.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe {recipe} is not a YAML mapping")
+    return raw.get("method") or method_name(raw.get("reward_funcs", DEFAULT_REWARDS))
+
+
 def load_sweep(path: Path) -> Sweep:
-    """Read and check a sweep file; every problem is one clear error."""
+    """Read and check a sweep file before anything runs; every problem is one error naming the key."""
     if not path.is_file():
         raise FileNotFoundError(f"sweep file {path} does not exist")
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must be a YAML mapping with out, recipes and seeds")
-    unknown = set(raw) - {"out", "recipes", "seeds", "overrides", "eval_limit", "report"}
+    unknown = set(raw) - set(KEYS)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: out, recipes, seeds, overrides, eval_limit, report")
+        raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(KEYS)}")
     for key in ("out", "recipes", "seeds"):
         if key not in raw:
             raise ValueError(f"{path}: missing {key!r}")
-    recipes = [Path(r) for r in raw["recipes"]]
-    missing = [str(r) for r in recipes if not r.is_file()]
+
+    def bad(key: str, what: str) -> ValueError:
+        return ValueError(f"{path}: {key} must be {what}, got {raw[key]!r}")
+
+    for key in ("out", "baseline", "report"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise bad(key, "a non-empty string")
+    recipes = raw["recipes"]
+    if not isinstance(recipes, list) or not recipes or not all(isinstance(r, str) for r in recipes):
+        raise bad("recipes", "a non-empty list of recipe files, e.g. [recipes/arith-r1-cpu.yaml]")
+    names: dict[str, str] = {}
+    for recipe in recipes:
+        stem = Path(recipe).stem
+        if stem in names:  # the run folders would clash
+            raise ValueError(f"{path}: recipes lists {names[stem]} and {recipe}, whose runs share the name {stem}-seed<N>; "
+                             "list each recipe once, with distinct file names")
+        names[stem] = recipe
+    missing = [r for r in recipes if not Path(r).is_file()]
     if missing:
         raise FileNotFoundError(f"{path}: recipe(s) not found: {', '.join(missing)}")
-    if not raw["seeds"] or not all(isinstance(s, int) for s in raw["seeds"]):
-        raise ValueError(f"{path}: seeds must be a non-empty list of integers")
-    return Sweep(
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+        raise bad("seeds", "a non-empty list of integers, e.g. [1, 2, 3]")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"{path}: seeds lists {', '.join(map(str, repeated))} more than once")
+    overrides = raw.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, (str, int, float, bool)) for o in overrides):
+        raise bad("overrides", 'a list of command-line words, e.g. [--max_steps, "60"]')
+    if "eval_limit" in raw and (not _is_int(raw["eval_limit"]) or raw["eval_limit"] < 1):
+        raise bad("eval_limit", "a positive integer")
+    sweep = Sweep(
         out=Path(raw["out"]),
-        recipes=recipes,
-        seeds=list(raw["seeds"]),
-        overrides=[str(o) for o in raw.get("overrides") or []],
-        eval_limit=int(raw.get("eval_limit", 200)),
-        report=Path(raw["report"]) if raw.get("report") else None,
+        recipes=[Path(r) for r in recipes],
+        seeds=seeds,
+        overrides=[str(o) for o in overrides],
+        eval_limit=raw.get("eval_limit", 200),
+        jobs=check_jobs(raw.get("jobs", 1), f"{path}: jobs"),
+        baseline=raw.get("baseline"),
+        report=Path(raw["report"]) if "report" in raw else None,
     )
+    if sweep.baseline is not None:
+        methods = list(dict.fromkeys(recipe_method(r) for r in sweep.recipes))
+        if sweep.baseline not in methods:
+            raise ValueError(f"{path}: baseline {sweep.baseline!r} names no method of this sweep (methods: {', '.join(methods)})")
+    return sweep
 
 
 def run_dir(sweep: Sweep, recipe: Path, seed: int) -> Path:
     return sweep.out / f"{recipe.stem}-seed{seed}"
 
 
+def log_path(sweep: Sweep, folder: Path) -> Path:
+    """Where a run's child output goes: outside the run folder, which a restart from scratch removes."""
+    return sweep.out / "logs" / f"{folder.name}.log"
+
+
+def grid(sweep: Sweep) -> list[tuple[Path, int]]:
+    """(recipe, seed) pairs in run order: every recipe at the first seed, then the next seed."""
+    return [(recipe, seed) for seed in sweep.seeds for recipe in sweep.recipes]
+
+
+# ---------------------------------------------------------------- child processes
+
+
+def threads_per_run(jobs: int) -> int:
+    """The cores split evenly between the runs going at once."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def child_env(jobs: int) -> dict[str, str]:
+    """The environment of a run's processes: its share of the cores as thread counts, output unbuffered for the log."""
+    return {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads_per_run(jobs))), "PYTHONUNBUFFERED": "1"}
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when the sweep dies, even by SIGKILL (None elsewhere)."""
+    if _LIBC is None:
+        return None
+
+    def preexec() -> None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the sweep died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start `memoryr ARGS` in a session of its own (so the sweep alone decides when it stops), output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"\n===== {datetime.now():%Y-%m-%d %H:%M:%S} {shlex.join(['memoryr', *args])}\n")
+        f.flush()
+        return subprocess.Popen([sys.executable, "-m", "memoryr.cli", *args], stdin=subprocess.DEVNULL, stdout=f,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent(os.getpid()))
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def stop_children(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each child's process group, SIGKILL the ones still there after GRACE_S, and reap them all."""
+    live = [p for p in processes if p.poll() is None]
+    for process in live:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_S
+    for process in live:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+
+class _StopSignals:
+    """While active, SIGINT/SIGTERM/SIGHUP only note the signal, so the sweep's loop can stop its children first."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopSignals:
+        self.previous = {s: signal.signal(s, self._note) for s in STOP_SIGNALS}
+        return self
+
+    def _note(self, signum: int, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise SweepStopped(self.signum)
+
+
 def _memoryr(*args: str) -> None:
-    """Run a memoryr command in a fresh process (isolates memory and threads; a failure stops the sweep)."""
-    cmd = [sys.executable, "-m", "memoryr.cli", *args]
-    done = subprocess.run(cmd, env=os.environ.copy())
+    """Run a short memoryr command (the report) in a fresh process, its output on the console."""
+    done = subprocess.run([sys.executable, "-m", "memoryr.cli", *args], env=os.environ.copy())
     if done.returncode != 0:
         raise SweepError(f"`memoryr {' '.join(args[:3])} ...` failed with exit status {done.returncode}")
 
 
-def _train(sweep: Sweep, recipe: Path, seed: int, folder: Path) -> None:
-    args = ["train", "--config", str(recipe), *sweep.overrides, "--seed", str(seed), "--output_dir", str(folder)]
-    if any(folder.glob("checkpoint-*")):
-        print(f"  resuming {folder} from its last checkpoint")
-        args += ["--resume", "true"]
-    elif folder.exists():
-        shutil.rmtree(folder)  # interrupted before its first checkpoint: nothing to resume
-    _memoryr(*args)
+# ---------------------------------------------------------------- a run's phases
 
 
-def _evaluate(sweep: Sweep, folder: Path) -> None:
-    """Held-out evaluation of the best and last models with the run's own prompt settings."""
+def _eval_needed(folder: Path, phase: str) -> bool:
+    """The model exists (no best/ when the run had no held-out eval) and its evaluation is not complete."""
+    try:
+        done = json.loads((folder / phase / "results.json").read_text()).get("status") == "complete"
+    except (FileNotFoundError, ValueError):  # not started, or cut off: the evaluation resumes from its samples
+        done = False
+    return (folder / MODELS[phase]).exists() and not done
+
+
+def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
+    """`memoryr eval` of a run's model on its test split, with the run's own prompt settings."""
     record = json.loads((folder / "run.json").read_text())
     script, training = record["config"]["script"], record["config"]["training"]
-    task = script["eval_task"] or script["task"]
-    for name, model in (("best", folder / "best"), ("last", folder / "final")):
-        results = folder / f"eval-{name}" / "results.json"
-        if not model.exists() or (results.exists() and json.loads(results.read_text()).get("status") == "complete"):
+    # the run's own seed, task size and generator options give the same problems as its split in training
+    args = ["eval", "--model", str(folder / MODELS[phase]), "--task", script["eval_task"] or script["task"],
+            "--split", script.get("test_split", "test"), "--limit", str(sweep.eval_limit),
+            "--shots", str(script["shots"]), "--exemplars", script["exemplars"], "--prefill", script["prefill"],
+            "--grading", script["grading"], "--seed", str(record["seed"]), "--task-size", str(script["task_size"]),
+            "--max-new-tokens", str(training["max_completion_length"]), "--output", str(folder / phase)]
+    if "validation_size" in script:
+        args += ["--validation-size", str(script["validation_size"])]
+    if script["task_config"]:
+        args += ["--task-config", script["task_config"]]
+    if script["data_dir"]:
+        args += ["--data-dir", script["data_dir"]]
+    return args
+
+
+@dataclass
+class Job:
+    """A run on its way through its phases (train, eval-best, eval-last), one child process at a time."""
+    folder: Path
+    log: Path
+    phases: list[str]  # still to start
+    train_args: list[str]
+    from_scratch: bool  # its duration feeds the estimate of time left
+    note: str  # what the run does, for the console
+    started: float = field(default_factory=time.monotonic)
+    phase: str = ""
+    process: subprocess.Popen | None = None
+    echoed: int = 0  # bytes of the log already copied to the console (one job)
+    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+
+def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
+    """What a run still needs: None when finished and evaluated; else a Job (a restart first removes its folder)."""
+    folder = run_dir(sweep, recipe, seed)
+    log = log_path(sweep, folder)
+    echoed = log.stat().st_size if log.exists() else 0
+    if is_complete(folder / "final"):
+        phases = [p for p in MODELS if _eval_needed(folder, p)]
+        return Job(folder, log, phases, [], False, "finished, evaluating", echoed=echoed) if phases else None
+    train = ["train", "--config", str(recipe), *sweep.overrides, "--seed", str(seed), "--output_dir", str(folder)]
+    checkpoint, skipped = latest_complete_checkpoint(folder)
+    for line in skipped:
+        print(f"  {folder.name}: {line}")
+    if checkpoint is not None:
+        return Job(folder, log, ["train", *MODELS], [*train, "--resume", "true"], False,
+                   f"resuming from {checkpoint.name}", echoed=echoed)
+    if (folder / "final").exists():  # never staged by this version: older memoryr, or damaged by hand
+        raise SweepError(f"{folder / 'final'} has no completion marker (written by an older memoryr, or damaged); "
+                         "move the run folder away to train it again")
+    if folder.exists():  # stopped before its first complete checkpoint: nothing to resume
+        with RunLock(folder):  # unless a live process still writes it
+            shutil.rmtree(folder)
+    return Job(folder, log, ["train", *MODELS], train, True, "training", echoed=echoed)
+
+
+def _start_next(sweep: Sweep, job: Job) -> bool:
+    """Start the job's next phase that has work to do; False when none is left."""
+    while job.phases:
+        job.phase = job.phases.pop(0)
+        if job.phase == "train":
+            args = job.train_args
+        elif _eval_needed(job.folder, job.phase):
+            args = _eval_args(sweep, job.folder, job.phase)
+        else:
             continue
-        # the run's own seed, task size and generator options give the same held-out problems as in training
-        args = ["eval", "--model", str(model), "--task", task, "--split", script["eval_split"],
-                "--limit", str(sweep.eval_limit), "--shots", str(script["shots"]), "--exemplars", script["exemplars"],
-                "--prefill", script["prefill"], "--grading", script["grading"], "--seed", str(record["seed"]),
-                "--task-size", str(script["task_size"]), "--max-new-tokens", str(training["max_completion_length"]),
-                "--output", str(folder / f"eval-{name}")]
-        if script["task_config"]:
-            args += ["--task-config", script["task_config"]]
-        if script["data_dir"]:
-            args += ["--data-dir", script["data_dir"]]
-        _memoryr(*args)
+        job.process = spawn(args, job.log, child_env(sweep.jobs))
+        return True
+    return False
 
 
-def _eta(durations: list[float], remaining: int) -> str:
-    if not durations:
-        return "unknown"
-    seconds = sum(durations) / len(durations) * remaining
+def _echo(job: Job) -> None:
+    """Copy what the job's children wrote to its log since last time to the console (one job at a time)."""
+    with open(job.log, "rb") as f:
+        f.seek(job.echoed)
+        data = f.read()
+    job.echoed += len(data)
+    print(job.decoder.decode(data), end="", flush=True)
+
+
+def _last_line(log: Path) -> str:
+    """The last non-empty line of a log (a failed child's `error:` line), read from its tail."""
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+        text = f.read().decode(errors="replace")
+    lines = [part.strip() for line in text.splitlines() for part in line.split("\r") if part.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _last_step(metrics: Path) -> int | None:
+    """The step of metrics.jsonl's last complete row, read from its tail (None before the first)."""
+    if not metrics.exists():
+        return None
+    with open(metrics, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+        lines = f.read().splitlines()
+    for line in reversed(lines):
+        try:
+            return json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _progress(sweep: Sweep, job: Job) -> str:
+    """The last training step logged, or the problems an evaluation has finished."""
+    if job.phase != "train":
+        samples = job.folder / job.phase / "samples.jsonl"
+        done = samples.read_bytes().count(b"\n") if samples.exists() else 0
+        return f"{done}/{sweep.eval_limit} problems"
+    step = _last_step(job.folder / "metrics.jsonl")
+    try:
+        total = json.loads((job.folder / "run.json").read_text())["config"]["training"]["max_steps"]
+    except (FileNotFoundError, ValueError, KeyError):  # not written yet (or being written)
+        total = "?"
+    return "starting" if step is None else f"step {step}/{total}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+def _time_left(durations: list[float], waiting: int, active: list[Job], jobs: int) -> str:
+    """The mean time of the runs trained from scratch so far, times the work left, shared by the parallel jobs."""
+    if not durations:
+        return "unknown"
+    mean, now = sum(durations) / len(durations), time.monotonic()
+    return _duration((mean * waiting + sum(max(mean - (now - j.started), 0.0) for j in active)) / jobs)
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
+    """Train and evaluate every run not yet finished, `sweep.jobs` at a time; raises SweepError naming failed runs."""
+    runs = grid(sweep)
+    waiting = [(i, recipe, seed) for i, (recipe, seed) in enumerate(runs, 1)]
+    active: list[Job] = []
+    failures: list[str] = []
+    durations: list[float] = []  # training + evaluation of the runs started from scratch in this call
+    next_status = time.monotonic() + STATUS_EVERY_S
+    print(f"{len(runs)} runs, {sweep.jobs} at a time with {threads_per_run(sweep.jobs)} thread(s) each; "
+          f"logs in {sweep.out / 'logs'}/")
+    try:
+        while active or (waiting and not failures):
+            while waiting and not failures and len(active) < sweep.jobs:
+                index, recipe, seed = waiting.pop(0)
+                name = run_dir(sweep, recipe, seed).name
+                try:
+                    job = _open_run(sweep, recipe, seed)
+                except RunLockedError as e:
+                    failures.append(f"{name} ({e})")
+                    continue
+                if job is None or not _start_next(sweep, job):
+                    print(f"[{index}/{len(runs)}] {name}: finished, skipped")
+                    continue
+                active.append(job)
+                unfinished = sum(not is_complete(run_dir(sweep, r, s) / "final") for _, r, s in waiting)
+                print(f"[{index}/{len(runs)}] {name}: {job.note} "
+                      f"(time left for this sweep: {_time_left(durations, unfinished, active, sweep.jobs)})")
+            time.sleep(POLL_S)
+            stop.check()
+            for job in list(active):
+                if sweep.jobs == 1:
+                    _echo(job)
+                code = job.process.poll()
+                if code is None:
+                    continue
+                if sweep.jobs == 1:
+                    _echo(job)
+                if code != 0:
+                    active.remove(job)
+                    failures.append(f"{job.folder.name} ({job.phase} failed with exit status {code}: "
+                                    f"{_last_line(job.log)}; log: {job.log})")
+                    print(f"{job.folder.name}: {job.phase} failed (exit status {code}); log: {job.log}")
+                    continue
+                crash_point(f"sweep-after-{job.phase}")
+                if not _start_next(sweep, job):
+                    active.remove(job)
+                    elapsed = time.monotonic() - job.started
+                    if job.from_scratch:  # a resumed run is shorter and would make the estimate too hopeful
+                        durations.append(elapsed)
+                    print(f"{job.folder.name}: done in {_duration(elapsed)}")
+            if sweep.jobs > 1 and active and time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                unfinished = sum(not is_complete(run_dir(sweep, r, s) / "final") for _, r, s in waiting)
+                print(f"[{datetime.now():%H:%M:%S}] {len(active)} running, {unfinished} waiting, "
+                      f"time left for this sweep: {_time_left(durations, unfinished, active, sweep.jobs)}")
+                width = max(len(j.folder.name) for j in active)
+                for job in active:
+                    print(f"  {job.folder.name:<{width}}  {job.phase:<9}  {_progress(sweep, job):<18}  "
+                          f"{_duration(time.monotonic() - job.started)} elapsed")
+        stop.check()  # a signal during the last poll stops the sweep before its report
+    finally:
+        if active:
+            print(f"stopping {len(active)} running run(s)", file=sys.stderr)
+        stop_children([job.process for job in active])
+    if failures:
+        raise SweepError(f"run(s) failed: {'; '.join(failures)}; {len(waiting)} run(s) not started; "
+                         "rerun the same command once the cause is fixed")
+
+
+def _write_report(sweep: Sweep, folders: list[Path]) -> Path:
+    """`memoryr report` over the run folders, with their small artefacts copied beside it."""
+    report_dir = sweep.report or sweep.out / "report"
+    baseline = ["--baseline", sweep.baseline] if sweep.baseline else []
+    _memoryr("report", *map(str, folders), "--out", str(report_dir), *baseline)
+    collect(folders, report_dir)
+    return report_dir
+
+
 ARTEFACTS = ("run.json", "metrics.jsonl", "evals.json", "completions.jsonl", "eval-best/results.json",
-             "eval-last/results.json")  # small files worth keeping with the report; no weights
+             "eval-best/samples.jsonl", "eval-last/results.json", "eval-last/samples.jsonl")
+# small files worth keeping with the report (samples.jsonl: the per-problem verdicts of the paired test); no weights
 
 
 def collect(folders: list[Path], report_dir: Path) -> None:
@@ -140,45 +519,24 @@ def collect(folders: list[Path], report_dir: Path) -> None:
                 shutil.copyfile(folder / name, target)
 
 
-def grid(sweep: Sweep) -> list[tuple[Path, int]]:
-    """(recipe, seed) pairs in run order: every recipe at the first seed, then the next seed."""
-    return [(recipe, seed) for seed in sweep.seeds for recipe in sweep.recipes]
-
-
-def _write_report(sweep: Sweep, folders: list[Path]) -> Path:
-    """`memoryr report` over the run folders, with their small artefacts copied beside it."""
-    report_dir = sweep.report or sweep.out / "report"
-    _memoryr("report", *map(str, folders), "--out", str(report_dir))
-    collect(folders, report_dir)
-    return report_dir
-
-
 def report_finished(path: Path) -> Path:
-    """Report the runs of a sweep that have finished so far (a sweep stopped part way); trains nothing."""
+    """Report the runs of a sweep that have finished so far (a sweep stopped part way, or still going); trains nothing."""
     sweep = load_sweep(path)
     folders = [run_dir(sweep, r, s) for r, s in grid(sweep)]
-    finished = [f for f in folders if (f / "final").exists()]
+    finished = [f for f in folders if is_complete(f / "final")]
     if not finished:
         raise SweepError(f"no finished run in {sweep.out} yet")
     print(f"{len(finished)} of {len(folders)} runs finished: {', '.join(f.name for f in finished)}")
     return _write_report(sweep, finished)
 
 
-def run_sweep(path: Path) -> Path:
-    """Train, evaluate and report every run of a sweep; returns the report folder."""
+def run_sweep(path: Path, jobs: int | None = None) -> Path:
+    """Train, evaluate and report every run of a sweep, `jobs` (else the file's `jobs`) at a time; returns the report folder."""
     sweep = load_sweep(path)
-    runs = grid(sweep)
-    durations: list[float] = []  # training + evaluation of the runs started from scratch in this call
-    for i, (recipe, seed) in enumerate(runs, 1):
-        folder = run_dir(sweep, recipe, seed)
-        if (folder / "final").exists():
-            print(f"[{i}/{len(runs)}] {folder.name}: finished, skipped")
-            _evaluate(sweep, folder)
-            continue
-        print(f"[{i}/{len(runs)}] {folder.name}: training (time left for this sweep: {_eta(durations, len(runs) - i + 1)})")
-        started, from_scratch = time.monotonic(), not any(folder.glob("checkpoint-*"))
-        _train(sweep, recipe, seed, folder)
-        _evaluate(sweep, folder)
-        if from_scratch:  # a resumed run is shorter and would make the estimate too hopeful
-            durations.append(time.monotonic() - started)
-    return _write_report(sweep, [run_dir(sweep, r, s) for r, s in runs])
+    if jobs is not None:
+        sweep.jobs = check_jobs(jobs, "--jobs")
+    with RunLock(sweep.out):  # one sweep per out folder
+        with _StopSignals() as stop:
+            _run_grid(sweep, stop)
+        crash_point("sweep-before-report")
+        return _write_report(sweep, [run_dir(sweep, r, s) for r, s in grid(sweep)])

@@ -1,89 +1,314 @@
-"""The sweep: a grid of real tiny runs, skipping finished ones, resuming interrupted ones, then a report."""
+"""The sweep: sweep-file checks, parallel runs with split cores, resume after crashes and signals, a report.
+
+The slow tests share one reference sweep (two tiny runs at once); the crash test drives another
+sweep through every kill point and signal and must end with the reference's artefacts.
+"""
 
 import json
-import re
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from memoryr.sweep import SweepError, load_sweep, report_finished, run_sweep
+from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, RunLock, RunLockedError, is_complete
+from memoryr.cli import main
+from memoryr.sweep import Job, SweepError, _progress, _time_left, child_env, load_sweep, report_finished, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
+R1 = REPO / "recipes" / "gsm8k-r1-cpu.yaml"
+MEMORYR_PLUS = REPO / "recipes" / "gsm8k-memoryrplus-cpu.yaml"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "16", "--gradient_checkpointing", "false",
         "--max_steps", "2", "--save_steps", "2", "--eval_steps", "2", "--eval_limit", "4", "--eval_batch_size", "4",
         "--disable_tqdm", "true"]
+RUN1, RUN2 = "gsm8k-r1-cpu-seed1", "gsm8k-r1-cpu-seed2"
 
 
-def write_sweep(tmp_path: Path, **changes) -> Path:
-    spec = {"out": str(tmp_path / "runs"), "recipes": [str(REPO / "recipes" / "gsm8k-memoryrplus-cpu.yaml")],
-            "seeds": [1, 2], "overrides": TINY, "eval_limit": 3, "report": str(tmp_path / "report")}
+def write_sweep(folder: Path, **changes) -> Path:
+    spec = {"out": str(folder / "runs"), "recipes": [str(R1)], "seeds": [1, 2], "overrides": TINY, "eval_limit": 3,
+            "report": str(folder / "report")}
     spec.update(changes)
-    path = tmp_path / "sweep.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def write_recipe(path: Path, **changes) -> Path:
+    """The R1 recipe with some keys changed."""
+    path.write_text(yaml.safe_dump({**yaml.safe_load(R1.read_text()), **changes}))
+    return path
+
+
+def start_sweep(path: Path, *flags: str, crash_at: str | None = None) -> subprocess.Popen:
+    """`memoryr sweep` in a process of its own, optionally with a kill point set."""
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    if crash_at:
+        env[CRASH_ENV] = crash_at
+    return subprocess.Popen([sys.executable, "-m", "memoryr.cli", "sweep", str(path), *flags], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=600)
+    return process.returncode, out, err
+
+
+def processes_of(run: Path) -> list[int]:
+    """Live processes working on a run folder (a sweep's children), found by their command line."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            words = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:  # gone meanwhile
+            continue
+        if str(run).encode() in words:
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_for(condition, what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def artefacts(run: Path) -> dict:
+    """What a finished run produced, without timings and paths: metrics rows, weights, test results."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    untimed = [{k: v for k, v in row.items() if not any(t in k for t in ("time", "runtime", "per_second", "seconds"))}
+               for row in rows]
+    results = {name: json.loads((run / name / "results.json").read_text()) for name in ("eval-best", "eval-last")}
+    return {"metrics": untimed, "final": (run / "final" / "model.safetensors").read_bytes(),
+            "best": (run / "best" / "model.safetensors").read_bytes(),
+            "evals": {name: (r["status"], r["split"], r["metrics"]) for name, r in results.items()}}
+
+
+# ---------------------------------------------------------------- checks before anything runs
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"seed": [1]}, r"unknown key\(s\) seed"),
+    ({"seeds": 1}, "seeds must be a non-empty list of integers, e.g. \\[1, 2, 3\\], got 1"),
+    ({"seeds": []}, "seeds must be a non-empty list of integers"),
+    ({"seeds": [1, "2"]}, "seeds must be a non-empty list of integers"),
+    ({"seeds": [1, True]}, "seeds must be a non-empty list of integers"),
+    ({"seeds": [1, 2, 1]}, "seeds lists 1 more than once"),
+    ({"recipes": str(R1)}, "recipes must be a non-empty list of recipe files.*got '"),
+    ({"recipes": []}, "recipes must be a non-empty list"),
+    ({"recipes": [str(R1), str(R1)]}, "recipes lists .* whose runs share the name gsm8k-r1-cpu-seed<N>"),
+    ({"overrides": "--max_steps 2"}, "overrides must be a list of command-line words"),
+    ({"overrides": ["--max_steps", ["2"]]}, "overrides must be a list of command-line words"),
+    ({"eval_limit": 0}, "eval_limit must be a positive integer, got 0"),
+    ({"eval_limit": "200"}, "eval_limit must be a positive integer, got '200'"),
+    ({"jobs": 0}, "jobs must be a positive integer, got 0"),
+    ({"jobs": 1.5}, "jobs must be a positive integer, got 1.5"),
+    ({"jobs": (os.cpu_count() or 1) + 1}, f"jobs {(os.cpu_count() or 1) + 1} is more than the {os.cpu_count()} cores"),
+    ({"baseline": ["R1"]}, "baseline must be a non-empty string"),
+    ({"report": 3}, "report must be a non-empty string, got 3"),
+    ({"out": None}, "out must be a non-empty string, got None"),
+    ({"baseline": "Nope", "recipes": [str(R1), str(MEMORYR_PLUS)]},
+     r"baseline 'Nope' names no method of this sweep \(methods: R1, Memory-R\+\)"),
+])
+def test_bad_sweep_files_are_one_error_naming_the_key(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        load_sweep(write_sweep(tmp_path, **changes))
 
 
 def test_sweep_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_sweep(tmp_path / "none.yaml")
-    with pytest.raises(ValueError, match="unknown key\\(s\\) seed"):
-        load_sweep(write_sweep(tmp_path, seed=[1]))
     with pytest.raises(FileNotFoundError, match="recipe\\(s\\) not found: nope.yaml"):
         load_sweep(write_sweep(tmp_path, recipes=["nope.yaml"]))
-    with pytest.raises(ValueError, match="seeds must be a non-empty list of integers"):
-        load_sweep(write_sweep(tmp_path, seeds=[]))
+    with pytest.raises(ValueError, match="missing 'seeds'"):
+        path = write_sweep(tmp_path)
+        path.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "seeds"}))
+        load_sweep(path)
 
 
-@pytest.mark.slow
-def test_sweep_runs_evaluates_skips_and_resumes(tmp_path, tiny_model_path, data_dir, monkeypatch, capsys):
-    monkeypatch.chdir(REPO)
+def test_baseline_is_a_method_of_the_recipes(tmp_path):
+    custom = write_recipe(tmp_path / "custom.yaml", method="R1 (long prompt)")
+    assert load_sweep(write_sweep(tmp_path, recipes=[str(R1), str(MEMORYR_PLUS)], baseline="Memory-R+")).baseline == "Memory-R+"
+    assert load_sweep(write_sweep(tmp_path, recipes=[str(custom)], baseline="R1 (long prompt)")).jobs == 1
+    with pytest.raises(ValueError, match=r"methods: R1 \(long prompt\)\)"):
+        load_sweep(write_sweep(tmp_path, recipes=[str(custom)], baseline="R1"))
+
+
+def test_more_jobs_than_cores_is_one_line_before_anything_is_written(tmp_path, capsys):
     path = write_sweep(tmp_path)
-    report = run_sweep(path)
-    runs = tmp_path / "runs"
-    for seed in (1, 2):
-        run = runs / f"gsm8k-memoryrplus-cpu-seed{seed}"
-        assert (run / "final").exists() and json.loads((run / "run.json").read_text())["seed"] == seed
-        for name in ("best", "last"):
-            results = json.loads((run / f"eval-{name}" / "results.json").read_text())
-            assert results["status"] == "complete"
-            # evaluated like the run's own held-out eval: its seed and completion length
-            assert results["settings"]["seed"] == seed and results["settings"]["max_new_tokens"] == 16
-    assert (report / "report.md").exists()
-    copied = report / "runs" / "gsm8k-memoryrplus-cpu-seed1"
-    for name in ("metrics.jsonl", "evals.json", "run.json", "eval-best/results.json", "eval-last/results.json"):
-        assert (copied / name).read_bytes() == (runs / "gsm8k-memoryrplus-cpu-seed1" / name).read_bytes(), name
-    assert not list(report.rglob("*.safetensors"))
-    assert re.search(r"seed2: training \(time left for this sweep: \d+ min\)", capsys.readouterr().out)
-    # an interrupted run (checkpoint, no final/) is resumed, a missing one trained from scratch; the resumed
-    # run's short time does not feed the estimate of time left
-    shutil.rmtree(runs / "gsm8k-memoryrplus-cpu-seed1" / "final")
-    shutil.rmtree(runs / "gsm8k-memoryrplus-cpu-seed2")
-    run_sweep(path)
-    out = capsys.readouterr().out
-    assert "resuming" in out and "seed2: training (time left for this sweep: unknown)" in out
-    assert all((runs / f"gsm8k-memoryrplus-cpu-seed{seed}" / "final").exists() for seed in (1, 2))
-    # finished runs are skipped
-    run_sweep(path)
-    assert "gsm8k-memoryrplus-cpu-seed1: finished, skipped" in capsys.readouterr().out
-    # a partial sweep reports only what has finished
-    interrupted = runs / "gsm8k-memoryrplus-cpu-seed2"
-    shutil.rmtree(interrupted / "final")
-    shutil.rmtree(report)
-    report_finished(path)
-    assert "1 of 2 runs finished: gsm8k-memoryrplus-cpu-seed1" in capsys.readouterr().out
-    assert [p.name for p in (report / "runs").iterdir()] == ["gsm8k-memoryrplus-cpu-seed1"]
-    assert [r["seed"] for r in json.loads((report / "report.json").read_text())["runs"]] == [1]
+    too_many = (os.cpu_count() or 1) + 1
+    with pytest.raises(ValueError, match=f"--jobs {too_many} is more than the {os.cpu_count()} cores"):
+        run_sweep(path, jobs=too_many)
+    assert main(["sweep", str(path), "--jobs", str(too_many)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
 
 
-def test_a_failing_run_stops_the_sweep_with_one_line(tmp_path, data_dir, monkeypatch):
-    monkeypatch.chdir(REPO)
-    path = write_sweep(tmp_path, overrides=[*TINY, "--task", "jsonl:/nonexistent.jsonl"], seeds=[1])
-    with pytest.raises(SweepError, match="`memoryr train --config .*` failed with exit status 2"):
-        run_sweep(path)
+def test_children_share_the_cores_without_oversubscribing(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    env = child_env(2)
+    assert [env[v] for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")] == ["4", "4", "4"]
+    assert child_env(3)["OMP_NUM_THREADS"] == "2" and child_env(8)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert child_env(2)["OMP_NUM_THREADS"] == "1" and child_env(1)["OMP_NUM_THREADS"] == "2"
+
+
+def test_a_second_sweep_on_the_same_folder_fails_naming_the_holder(tmp_path):
+    path = write_sweep(tmp_path)
+    with RunLock(tmp_path / "runs"):
+        with pytest.raises(RunLockedError, match=f"in use by another memoryr process \\(pid {os.getpid()}\\)"):
+            run_sweep(path)
+    assert not (tmp_path / "runs" / "logs").exists()
+
+
+def test_a_run_another_process_writes_is_not_removed(tmp_path):
+    run = tmp_path / "runs" / RUN1
+    (run / "checkpoint-2").mkdir(parents=True)  # no completion marker: would be started again
+    with RunLock(run):
+        with pytest.raises(SweepError, match=f"{RUN1} .*in use by another memoryr process .*1 run\\(s\\) not started"):
+            run_sweep(write_sweep(tmp_path))
+    assert (run / "checkpoint-2").is_dir()
+
+
+def test_progress_shows_the_last_step_or_the_problems_evaluated(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path))
+    run = tmp_path / "runs" / RUN1
+    job = Job(run, tmp_path / "x.log", [], [], True, "training", phase="train")
+    assert _progress(sweep, job) == "starting"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": {"training": {"max_steps": 60}}}))
+    (run / "metrics.jsonl").write_text('{"loss": 0.1, "step": 11}\n{"step": 12, "eval/accuracy": 0.5}\n{"lo')
+    assert _progress(sweep, job) == "step 12/60"
+    job.phase = "eval-best"
+    (run / "eval-best").mkdir()
+    (run / "eval-best" / "samples.jsonl").write_text('{"index": 0}\n{"index": 1}\n')
+    assert _progress(sweep, job) == "2/3 problems"
+
+
+def test_time_left_shares_the_remaining_work_between_the_jobs(tmp_path):
+    halfway = Job(tmp_path, tmp_path / "x.log", [], [], True, "training", started=time.monotonic() - 300)
+    assert _time_left([], 3, [halfway], 2) == "unknown"  # nothing trained from scratch yet
+    assert _time_left([600.0], 2, [halfway], 2) == "12 min"  # (2 x 600 s + 300 s left of the running one) / 2 jobs
+    assert _time_left([3600.0, 7200.0], 2, [], 1) == "3.0 h"
 
 
 def test_report_only_before_any_run_finished_is_a_clear_error(tmp_path):
     with pytest.raises(SweepError, match="no finished run"):
         report_finished(write_sweep(tmp_path))
+
+
+# ---------------------------------------------------------------- real tiny sweeps
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model_path, data_dir):
+    """Two tiny runs at once (`--jobs 2`, one thread each), evaluated and reported: (folder, console output)."""
+    folder = tmp_path_factory.mktemp("reference")
+    code, out, err = finish(start_sweep(write_sweep(folder, baseline="R1"), "--jobs", "2"))
+    assert code == 0, err
+    return folder, out
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_finish_with_their_logs_and_report(reference):
+    folder, out = reference
+    runs, report = folder / "runs", folder / "report"
+    assert "2 runs, 2 at a time with 1 thread(s) each" in out
+    # both runs started before the first one finished
+    assert out.index(f"[2/2] {RUN2}: training") < out.index(f"{RUN1}: done")
+    for seed, name in ((1, RUN1), (2, RUN2)):
+        run = runs / name
+        assert is_complete(run / "final") and json.loads((run / "run.json").read_text())["seed"] == seed
+        for phase in ("eval-best", "eval-last"):
+            results = json.loads((run / phase / "results.json").read_text())
+            # on the run's test split, with its own seed and completion length
+            assert results["status"] == "complete" and results["split"] == "test"
+            assert results["settings"]["seed"] == seed and results["settings"]["max_new_tokens"] == 16
+        log = (runs / "logs" / f"{name}.log").read_text()
+        assert log.count("memoryr train --config") == 1 and log.count("memoryr eval --model") == 2
+        assert "gsm8k validation accuracy" in log  # the child's own output
+    assert (report / "report.md").exists()
+    copied = report / "runs" / RUN1
+    for name in ("metrics.jsonl", "evals.json", "run.json", "eval-best/results.json", "eval-last/results.json"):
+        assert (copied / name).read_bytes() == (runs / RUN1 / name).read_bytes(), name
+    assert not list(report.rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_resumes_restarts_and_reports_what_finished(reference, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one thread for the children of this one-job sweep
+    runs = tmp_path / "runs"
+    shutil.copytree(reference[0] / "runs", runs)
+    path = write_sweep(tmp_path)
+    # an interrupted run (complete checkpoint, no final/) is resumed, a finished one skipped
+    shutil.rmtree(runs / RUN1 / "final")
+    run_sweep(path)
+    out = capsys.readouterr().out
+    assert f"[1/2] {RUN1}: resuming from checkpoint-2 (time left for this sweep: unknown)" in out
+    assert f"[2/2] {RUN2}: finished, skipped" in out
+    assert "memoryr train --config" in out and "[memoryr] resuming" in out  # one job: the child output on the console too
+    assert is_complete(runs / RUN1 / "final")
+    log = (runs / "logs" / f"{RUN1}.log").read_text()
+    assert log.count("memoryr train --config") == 2 and "--resume true" in log  # appended to the first attempt's
+    # a partial sweep reports only what has finished
+    shutil.rmtree(runs / RUN2 / "final")
+    report = tmp_path / "report"
+    shutil.rmtree(report)
+    report_finished(path)
+    assert f"1 of 2 runs finished: {RUN1}" in capsys.readouterr().out
+    assert [p.name for p in (report / "runs").iterdir()] == [RUN1]
+    assert [r["seed"] for r in json.loads((report / "report.json").read_text())["runs"]] == [1]
+
+
+@pytest.mark.slow
+def test_crashes_and_signals_at_every_point_resume_to_the_same_results(reference, tmp_path):
+    path = write_sweep(tmp_path, seeds=[1])
+    run = tmp_path / "runs" / RUN1
+    # Ctrl-C while a run trains: its child is stopped too, and the sweep says how to go on
+    sweep = start_sweep(path, "--jobs", "2")
+    wait_for(lambda: processes_of(run), "the training child")
+    sweep.send_signal(signal.SIGINT)
+    code, _, err = finish(sweep)
+    assert code == 130 and "sweep stopped; rerun the same command to resume" in err
+    assert not processes_of(run)
+    # kill -9 of the sweep: its child dies with it (parent-death signal)
+    sweep = start_sweep(path, "--jobs", "2")
+    wait_for(lambda: processes_of(run), "the training child")
+    sweep.kill()
+    sweep.wait()
+    wait_for(lambda: not processes_of(run), "the orphaned child to die", timeout_s=60)
+    assert not (run / "final").exists()  # it died, rather than trained to the end
+    # a crash at each point of the cycle, then a clean finish
+    stages = [("sweep-after-train", lambda: is_complete(run / "final") and not (run / "eval-best").exists()),
+              ("sweep-after-eval-best", lambda: (run / "eval-best" / "results.json").exists()
+               and not (run / "eval-last").exists()),
+              ("sweep-after-eval-last", lambda: (run / "eval-last" / "results.json").exists()),
+              ("sweep-before-report", lambda: not (tmp_path / "report").exists())]
+    for point, state in stages:
+        code, _, err = finish(start_sweep(path, "--jobs", "2", crash_at=point))
+        assert code == CRASH_EXIT_CODE and state(), (point, err)
+    code, out, err = finish(start_sweep(path, "--jobs", "2"))
+    assert code == 0, err
+    assert f"{RUN1}: finished, skipped" in out and (tmp_path / "report" / "report.md").exists()
+    assert artefacts(run) == artefacts(reference[0] / "runs" / RUN1)
+
+
+@pytest.mark.slow
+def test_a_failed_run_lets_the_running_ones_finish_and_starts_no_new_one(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(REPO)
+    broken = write_recipe(tmp_path / "broken.yaml", task="jsonl:/nonexistent.jsonl")
+    path = write_sweep(tmp_path, recipes=[str(R1), str(broken)])
+    log = tmp_path / "runs" / "logs" / "broken-seed1.log"
+    with pytest.raises(SweepError, match=f"broken-seed1 \\(train failed with exit status 2: error: .*; log: {log}\\); "
+                                         "2 run\\(s\\) not started"):
+        run_sweep(path, jobs=2)
+    runs = tmp_path / "runs"
+    assert is_complete(runs / RUN1 / "final") and (runs / RUN1 / "eval-last" / "results.json").exists()
+    assert not (runs / RUN2).exists() and not (runs / "broken-seed2").exists()
