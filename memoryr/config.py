@@ -7,8 +7,11 @@ that lists the valid ones.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -103,10 +106,14 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
     flags = [a[2:].split("=")[0] for a in argv if a.startswith("--") and a != "--config"]
     _check_keys(flags, "the command line")
     parser = TrlParser(DATACLASSES)
+    printed = io.StringIO()
     try:
-        script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    except SystemExit as e:  # argparse already printed a one-line reason
-        raise ConfigError("invalid command-line arguments (see `memoryr train --help`)") from e
+        with contextlib.redirect_stderr(printed):  # argparse prints usage + reason; we raise the reason alone
+            script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    except SystemExit:
+        raise ConfigError(_argparse_reason(printed.getvalue(), flags)) from None
+    except ZeroDivisionError:  # TRL divides the generation batch by num_generations before any check of ours
+        raise ConfigError("num_generations must be >= 2 (GRPO compares completions within a group), got 0") from None
     except ValueError as e:
         message = str(e).splitlines()[0]
         if "bf16/gpu" in message:
@@ -120,10 +127,56 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
         parse_task_config(script_args.task_config)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    _check_ranges(script_args, training_args)
     _check_splits(script_args)
     if script_args.share_prompt_prefix and training_args.gradient_checkpointing:
         raise ConfigError("share_prompt_prefix needs gradient_checkpointing false: checkpointed layers drop the prompt's KV cache")
     return script_args, training_args, model_args
+
+
+def _argparse_reason(printed: str, flags: list[str]) -> str:
+    """argparse's reason, saying whether the bad value came from the recipe or the command line."""
+    lines = [line for line in printed.strip().splitlines() if line.strip()]
+    reason = lines[-1].split("error: ", 1)[-1] if lines else "invalid arguments"
+    key = reason.split("argument --", 1)[-1].split("/", 1)[0].split(":", 1)[0] if "argument --" in reason else None
+    where = "the command line" if key is None or key in flags else "the recipe"
+    return f"{reason} (in {where}; `memoryr train --help-all` lists every key)"
+
+
+def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
+    """Every numeric and named setting in its range, before anything is loaded or written; the key in each message."""
+    from memoryr.grading import GRADING_MODES
+    from memoryr.memory_rewards import MODES
+    from memoryr.prompts import EXEMPLARS
+
+    def need(ok: bool, key: str, rule: str, value) -> None:
+        if not ok:
+            raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+    need(training.num_generations is not None and training.num_generations >= 2, "num_generations",
+         ">= 2 (GRPO compares completions within a group)", training.num_generations)
+    need(training.max_steps > 0 or training.max_steps == -1, "max_steps",
+         "> 0, or -1 to train for num_train_epochs", training.max_steps)
+    need(training.num_train_epochs > 0, "num_train_epochs", "> 0", training.num_train_epochs)
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length", "logging_steps"):
+        need(getattr(training, key) >= 1, key, ">= 1", getattr(training, key))
+    need(training.temperature > 0, "temperature", "> 0 (GRPO samples its completions)", training.temperature)
+    need(training.learning_rate >= 0, "learning_rate", ">= 0", training.learning_rate)
+    need(training.save_steps > 0, "save_steps", "> 0", training.save_steps)
+    need(training.eval_steps is None or training.eval_steps > 0, "eval_steps",
+         "> 0 (or unset: evaluate at the end only)", training.eval_steps)
+    for key in ("memory_k", "memory_max_keys", "memory_max_per_key", "memory_window", "eval_batch_size", "task_size"):
+        need(getattr(script, key) >= 1, key, ">= 1", getattr(script, key))
+    for key in ("memory_explore_warmup", "eval_limit", "shots"):
+        need(getattr(script, key) >= 0, key, ">= 0", getattr(script, key))
+    need(script.train_limit is None or script.train_limit >= 1, "train_limit", ">= 1 (or unset: all)", script.train_limit)
+    need(script.cosine_max_len is None or script.cosine_max_len >= 1, "cosine_max_len",
+         ">= 1 (the length at which the cosine reward reaches its end value)", script.cosine_max_len)
+    for key in ("memory_beta_exploit", "memory_beta_explore", "memory_tau_success", "memory_tau_failure"):
+        need(math.isfinite(getattr(script, key)), key, "a finite number", getattr(script, key))
+    need(script.memory_mode in MODES, "memory_mode", f"one of {', '.join(MODES)}", script.memory_mode)
+    need(script.grading in GRADING_MODES, "grading", f"one of {', '.join(GRADING_MODES)}", script.grading)
+    need(script.exemplars in EXEMPLARS, "exemplars", f"one of {', '.join(EXEMPLARS)}", script.exemplars)
 
 
 def _check_splits(args: ScriptArguments) -> None:

@@ -80,6 +80,8 @@ def inspect_memory(
     encoder_factory: Callable[[], Encoder] = SentenceEncoder,
 ) -> str:
     """Report on the saved memories at `path`; with a query, what Ms and Mf would retrieve for it."""
+    if k < 1:
+        raise ValueError(f"--k must be >= 1 (query keys to retrieve), got {k}")
     directory = find_memory_dir(path)
     success = EpisodicMemory.load(directory / SUCCESS_FILE)
     failure = EpisodicMemory.load(directory / FAILURE_FILE)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 
 from memoryr.cli import main
 
@@ -57,3 +58,48 @@ def test_models_list_and_help(capsys):
     assert code == 0 and "smollm2-135m-instruct" in out and "tiny-random" in out
     code, out, _ = run(capsys, "--help")
     assert code == 0 and all(c in out for c in ("train", "eval", "report", "sweep", "memory", "bench"))
+
+
+BAD_TRAIN_INPUTS = [  # (overrides, the error line's text): the table in README's "Bad input" section
+    (["--num_generations", "0"], "num_generations must be >= 2"),
+    (["--num_generations", "1"], "GRPO requires at least 2 generations per prompt"),  # TRL's own check
+    (["--max_steps", "-5"], "max_steps must be > 0, or -1 to train for num_train_epochs, got -5"),
+    (["--max_steps", "three"], "argument --max_steps/--max-steps: invalid int value: 'three' (in the command line"),
+    (["--temperature", "0"], "temperature must be > 0"),
+    (["--learning_rate", "-1"], "learning_rate must be >= 0"),
+    (["--eval_steps", "0"], "eval_steps must be > 0"),
+    (["--memory_k", "0"], "memory_k must be >= 1"),
+    (["--memory_window", "0"], "memory_window must be >= 1"),
+    (["--memory_explore_warmup", "-1"], "memory_explore_warmup must be >= 0"),
+    (["--memory_mode", "faiss"], "memory_mode must be one of paper, reference"),
+    (["--memory_beta_explore", "nan"], "memory_beta_explore must be a finite number"),
+    (["--cosine_max_len", "0"], "cosine_max_len must be >= 1"),
+    (["--grading", "fuzzy"], "grading must be one of strict, last_number"),
+    (["--eval_batch_size", "0"], "eval_batch_size must be >= 1"),
+    (["--train_limit", "0"], "train_limit must be >= 1"),
+    (["--eval_split", "train"], "eval_split 'train' is the training split"),
+    (["--validation_size", "0"], "eval_split validation needs validation_size >= 1"),
+    (["--per_device_train_batch_size", "3"], "generation_batch_size (12) must be divisible by num_generations (8)"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_TRAIN_INPUTS, ids=[" ".join(o) for o, _ in BAD_TRAIN_INPUTS])
+def test_bad_train_input_is_one_error_line_before_anything_is_written(capsys, tmp_path, overrides, message):
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--config", RECIPE, *TINY, *overrides, "--output_dir", str(out))
+    assert code == 2 and message in one_error_line(err)
+    assert not out.exists()
+
+
+def test_a_bad_value_in_a_recipe_names_the_key_and_the_recipe(capsys, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    lines = [line for line in Path(RECIPE).read_text().splitlines() if not line.startswith("max_steps")]
+    recipe.write_text("\n".join([*lines, "max_steps: three"]) + "\n")
+    code, _, err = run(capsys, "train", "--config", str(recipe), "--output_dir", str(tmp_path / "run"))
+    assert code == 2 and "--max_steps/--max-steps: invalid int value: 'three' (in the recipe" in one_error_line(err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_memory_inspect_needs_k_of_at_least_one(capsys, tmp_path):
+    code, _, err = run(capsys, "memory", "inspect", str(tmp_path), "--k", "0")
+    assert code == 2 and "--k must be >= 1" in one_error_line(err)
