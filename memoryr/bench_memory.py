@@ -1,17 +1,22 @@
-"""Timing of the memory reward's parts, per completion: encode, retrieve + score, update.
+"""Timing of the memory reward's parts, per completion and per training step: encode, retrieve + score, update.
 
 Public API:
-    run_memory_bench(keys_list=(1000, 10000), per_key=100, group=16, steps=50, encoder=None) -> dict
+    run_memory_bench(keys_list=(1000, 10000), per_key=100, group=16, steps=50, encoder=None,
+                     device="cpu", step_completions=256, step_seconds=None) -> dict
     format_memory_bench(results) -> str
-    `python -m memoryr.bench_memory` prints the table.
+    `memoryr bench memory [--device auto|cpu|cuda] [--step-completions N] [--step-seconds S]` prints it.
 
 Both memories are filled with random unit vectors (keys_list[i] questions x per_key responses each),
 then `steps` groups of `group` completions of stored questions are scored and stored, timing the
 parts separately and the whole `MemoryReward.score_and_update` (exploration on, past warm-up).
-Encoding is timed apart with the real encoder, on 320 GSM8K-like multi-step reasonings (~90 words)
-and on 320 one-step ones (~15 words): its speed depends mostly on text length. Nothing is asserted
-about time; targets on 2 CPU cores: < 1 ms per completion for retrieve + score + update at 10k
-questions, >= 300 completions/s encoded.
+Encoding is timed apart with the real encoder on `device`, in one batched call as the reward makes
+it, on a step's worth (`step_completions`, default 256: the paper's 16 prompts x 16) of GSM8K-like
+multi-step reasonings (~90 words) and of one-step ones (~15 words): its speed depends mostly on text
+length. The memory reward's cost per step is that encode call plus `step_completions` times
+score_and_update at the largest memory; given `step_seconds` (a step's time, e.g. from `memoryr
+bench step` or a run's `step_time`), its share of the step. Nothing is asserted about time; targets
+on 2 CPU cores: < 1 ms per completion for retrieve + score + update at 10k questions, >= 300
+completions/s encoded.
 """
 
 from __future__ import annotations
@@ -146,22 +151,42 @@ def run_memory_bench(
     encoder: Encoder | None = None,
     dim: int = 384,
     seed: int = 0,
+    device: str = "cpu",
+    step_completions: int = 256,
+    step_seconds: float | None = None,
 ) -> dict:
-    """Time encoding (real encoder) and the memory parts at each memory size; returns the figures."""
-    encoder = encoder if encoder is not None else SentenceEncoder()
-    return {
+    """Time encoding (real encoder on `device`, unless one is given) and the memory parts at each memory
+    size, and the memory reward's cost for one step of `step_completions`; returns the figures."""
+    encoder = encoder if encoder is not None else SentenceEncoder(device=device)
+    texts = (sample_reasonings(step_completions), sample_sentences(step_completions))
+    results = {
         "group": group,
         "steps": steps,
-        "encode": [_bench_encode(encoder, texts) for texts in (sample_reasonings(320), sample_sentences(320))],
+        "device": device,
+        "encode": [_bench_encode(encoder, batch) for batch in texts],
         "memory": [_bench_memory(n, per_key, group, steps, dim, seed) for n in keys_list],
     }
+    results["step"] = step_cost(results, step_seconds)
+    return results
+
+
+def step_cost(results: dict, step_seconds: float | None = None) -> dict:
+    """The memory reward's seconds for one step: one encode call of its completions (multi-step reasonings)
+    plus score_and_update for each at the largest memory; its share of a `step_seconds` step when given."""
+    encode = results["encode"][0]
+    largest = max(results["memory"], key=lambda row: row["keys"])
+    memory_s = largest["score_and_update_ms"] * encode["completions"] / 1e3
+    total_s = encode["seconds"] + memory_s
+    share = total_s / step_seconds if step_seconds else None
+    return {"completions": encode["completions"], "keys": largest["keys"], "encode_s": encode["seconds"],
+            "memory_s": memory_s, "total_s": total_s, "step_seconds": step_seconds, "share": share}
 
 
 def format_memory_bench(results: dict) -> str:
     """The bench figures as a plain-text table (milliseconds per completion)."""
     lines = [
-        f"encode: {e['completions']} texts of ~{e['mean_words']:.0f} words in {e['seconds']:.2f} s = "
-        f"{e['completions_per_s']:.0f} completions/s"
+        f"encode on {results['device']}: {e['completions']} texts of ~{e['mean_words']:.0f} words in one call, "
+        f"{e['seconds']:.2f} s = {e['completions_per_s']:.0f} completions/s"
         for e in results["encode"]
     ]
     lines += [
@@ -173,8 +198,11 @@ def format_memory_bench(results: dict) -> str:
             f"{row['keys']:>10} {row['per_key']:>6} {row['retrieve_score_ms']:>15.3f} {row['update_ms']:>8.3f} "
             f"{row['score_and_update_ms']:>17.3f} {row['fill_seconds']:>7.1f}"
         )
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(format_memory_bench(run_memory_bench()))
+    step = results["step"]
+    line = (f"memory reward per step of {step['completions']} completions ({step['keys']} questions stored): "
+            f"encode {step['encode_s']:.3f} s + memory {step['memory_s']:.3f} s = {step['total_s']:.3f} s")
+    if step["share"] is not None:
+        line += f" = {100 * step['share']:.1f}% of a {step['step_seconds']:g} s step"
+    else:
+        line += " (--step-seconds S gives its share of an S-second step)"
+    return "\n".join([*lines, line])

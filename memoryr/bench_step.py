@@ -4,8 +4,9 @@ Each variant is a name plus command-line overrides of the recipe (and optional e
 variables), listed in a YAML file such as `benchmarks/cpu-levers.yaml`. Every variant trains for
 `--steps` steps in a process of its own, so its peak RSS and thread settings are its own. Per step
 it records its wall seconds, generation seconds and generated tokens, reward seconds (outcome
-and memory apart), the rest of the step ("rest": log-probs, forward/backward, optimizer) and peak
-RSS. The summary is the mean over the steps after the first: a mean, not a median, so that a
+and memory apart, with the memory reward's share of the step: encoding on `encoder_device` plus
+retrieval, scoring and update), the rest of the step ("rest": log-probs, forward/backward,
+optimizer) and peak RSS. The summary is the mean over the steps after the first: a mean, not a median, so that a
 variant that generates for two steps at once (and so generates on every other step) is compared
 by throughput. It prints figures and asserts nothing about time.
 """
@@ -103,6 +104,7 @@ def summarise(records: list[dict]) -> dict:
     summary["gen_tokens_per_s"] = sum(r["gen_tokens"] for r in steady) / generate_s if generate_s else 0.0
     summary["peak_rss_gib"] = max(r["peak_rss_gib"] for r in records)
     summary["steps_per_hour"] = 3600 / summary["step_s"]
+    summary["memory_share"] = summary["memory_reward_s"] / summary["step_s"]
     return summary
 
 
@@ -127,19 +129,21 @@ def load_variants(path: Path, bf16_kind: str | None) -> tuple[dict[str, dict], l
 def format_table(results: dict[str, dict], baseline: str) -> str:
     """One row per variant with its means and its steps/hour relative to the baseline."""
     head = (f"{'variant':<24} {'step s':>7} {'gen s':>7} {'gen tok/s':>9} {'rest s':>7} {'outcome s':>9} "
-            f"{'memory s':>8} {'len':>5} {'RSS GiB':>7} {'steps/h':>7} {'x base':>6}")
+            f"{'memory s':>8} {'memory %':>8} {'len':>5} {'RSS GiB':>7} {'steps/h':>7} {'x base':>6}")
     lines = [head, "-" * len(head)]
     base = results[baseline]["steps_per_hour"] if baseline in results else None
     for name, s in results.items():
         ratio = s["steps_per_hour"] / base if base else float("nan")
         lines.append(f"{name:<24} {s['step_s']:>7.1f} {s['generate_s']:>7.1f} {s['gen_tokens_per_s']:>9.1f} "
                      f"{s['train_s']:>7.1f} {s['outcome_reward_s']:>9.3f} {s['memory_reward_s']:>8.3f} "
-                     f"{s['mean_length']:>5.0f} {s['peak_rss_gib']:>7.2f} {s['steps_per_hour']:>7.0f} {ratio:>6.2f}")
+                     f"{100 * s['memory_share']:>8.1f} {s['mean_length']:>5.0f} {s['peak_rss_gib']:>7.2f} {s['steps_per_hour']:>7.0f} {ratio:>6.2f}")
     return "\n".join(lines)
 
 
-def bench_step(config: str, variants_path: Path, steps: int, only: list[str] | None, json_out: Path | None) -> dict:
-    """Run every variant in its own process and print the per-step figures and the summary table."""
+def bench_step(config: str, variants_path: Path, steps: int, only: list[str] | None, json_out: Path | None,
+               device: str | None = None) -> dict:
+    """Run every variant in its own process (its memory encoder on `device` when given) and print the
+    per-step figures and the summary table."""
     kind = cpu_bf16_kind()
     variants, skipped = load_variants(variants_path, kind)
     if only:
@@ -147,7 +151,9 @@ def bench_step(config: str, variants_path: Path, steps: int, only: list[str] | N
         if unknown:
             raise ValueError(f"unknown variant(s) {', '.join(sorted(unknown))}; {variants_path} has {', '.join(variants)}")
         variants = {k: v for k, v in variants.items() if k in only}
-    print(f"CPU bf16 units: {kind or 'none'}; {os.cpu_count()} cores; recipe {config}; {steps} steps per variant")
+    encoder = ["--encoder_device", device] if device else []
+    print(f"CPU bf16 units: {kind or 'none'}; {os.cpu_count()} cores; recipe {config}; {steps} steps per variant"
+          + (f"; memory encoder on {device}" if device else ""))
     if skipped:
         print(f"skipped (need bf16 units): {', '.join(skipped)}")
     results, per_step = {}, {}
@@ -156,7 +162,7 @@ def bench_step(config: str, variants_path: Path, steps: int, only: list[str] | N
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "records.json"
             cmd = [sys.executable, "-m", "memoryr.bench_step", "--worker", "--config", config, "--steps", str(steps),
-                   "--records", str(out), "--", *spec["args"]]
+                   "--records", str(out), "--", *spec["args"], *encoder]
             done = subprocess.run(cmd, env={**os.environ, **spec["env"]}, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"  failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
@@ -165,7 +171,8 @@ def bench_step(config: str, variants_path: Path, steps: int, only: list[str] | N
         for r in records:
             print(f"  step {r['step']}: {r['step_s']:.1f} s (generate {r['generate_s']:.1f} s, "
                   f"{r['gen_tokens']} tokens; rest {r['train_s']:.1f} s; rewards {r['outcome_reward_s']:.3f} s "
-                  f"+ memory {r['memory_reward_s']:.3f} s; peak RSS {r['peak_rss_gib']:.2f} GiB)")
+                  f"+ memory {r['memory_reward_s']:.3f} s = {100 * r['memory_reward_s'] / r['step_s']:.1f}% of the step; "
+                  f"peak RSS {r['peak_rss_gib']:.2f} GiB)")
         per_step[name], results[name] = records, summarise(records)
     baseline = next(iter(variants), "")
     print()
@@ -186,6 +193,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=5, help="GRPO steps per variant (default 5; the first is warm-up)")
     parser.add_argument("--only", nargs="+", help="run only these variants")
     parser.add_argument("--json", type=Path, help="also write all figures to this JSON file")
+    parser.add_argument("--device", help="memory encoder device for every variant: auto, cpu, cuda, cuda:N "
+                        "(default: the recipe's encoder_device)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--records", type=Path, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args(argv)
@@ -197,7 +206,7 @@ def main(argv: list[str]) -> None:
         raise FileNotFoundError(f"recipe {args.config} does not exist")
     if not args.variants.is_file():
         raise FileNotFoundError(f"variants file {args.variants} does not exist")
-    bench_step(args.config, args.variants, args.steps, args.only, args.json)
+    bench_step(args.config, args.variants, args.steps, args.only, args.json, args.device)
 
 
 if __name__ == "__main__":

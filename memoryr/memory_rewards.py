@@ -11,7 +11,7 @@ Public API:
     exploit_scores(a, stored), explore_scores(a, stored): the raw formulas, one score per row of a.
 
 Notation: Ms / Mf the success / failure memories, e(a) the embedding of a completion's reasoning
-(`memoryr.grading.extract_reasoning` of prefill + completion), B(M, q) the union of the stored
+(extracted from prefill + completion by the mode's rule, below), B(M, q) the union of the stored
 responses of the k keys most cosine-similar to question q, R_i the correctness of completion i.
 
 Input rules (both modes):
@@ -27,6 +27,8 @@ Input rules (both modes):
     any other (its cosine to everything is 0).
 
 Paper mode (default; arXiv 2504.02273, the exact rules chosen here):
+  * Reasoning: `memoryr.grading.extract_reasoning`, the inside of the first closed
+    <reasoning>...</reasoning> block, else what part of one was written (a missing tag is ignored).
   * The step's completions (all processes' together) are cut into groups: maximal runs of
     consecutive completions with the same question. Groups are handled in order; each is scored
     against the memories as they were before it, then inserted (so an earlier group of the same
@@ -48,11 +50,23 @@ Paper mode (default; arXiv 2504.02273, the exact rules chosen here):
 
 Reference mode reproduces the public code (github.com/thaihungle/Memory-R: run_gsm8k.py's
 novelty_reward_func_exploit / _explore with rewards/ir_knn_st.py's FastKNNMemory), read for this:
+  * Reasoning: `memoryr.grading.extract_last_reasoning`, the reference's `extract_xml_reasoning`:
+    the text after the *last* <reasoning>, cut at the next </reasoning>. So "<reasoning>A</reasoning>
+    <reasoning>B</reasoning>" embeds "B" (paper mode: "A"), and "Intro <reasoning>B" embeds "B"
+    (paper mode: "Intro B").
   * Completions are handled one at a time: a completion is inserted (if it qualifies) before it is
     scored, so a correct completion finds its own embedding in B(Ms, q) and a wrong one in B(Mf, q).
   * Each raw score is pushed, then normalised against its window including itself as
     (raw - lo) / (hi - lo), no eps. When hi == lo the reference returns the raw distance d as the
     "novelty", so exploit_hat = 1 - d there; explore_hat = 0.
+  * Self-matches and float noise: a wrong completion's explore raw score is 1 - cos(e(a), e(a)) for
+    the copy of itself it just put in Mf, i.e. 0 up to rounding (+-1e-16 here in float64, ~1e-7 in
+    the reference's float32). A window holding only such self-matches therefore holds only float
+    noise, and the min-max rule stretches that noise over [0, 1] (noise values 2^-53, 2^-52, -2^-52,
+    0 normalise to 0, 1, 0, 0.5), exactly as the reference does. This is kept on purpose: it is what
+    produced the paper's numbers. (A correct completion alone in Ms[q] has exploit distance exactly
+    0, the mean of one vector being that vector.) Paper mode scores a group before inserting it and
+    adds eps, so it has neither effect.
   * Empty B: exploit_hat = 0 (novelty 1.0, reward 1 - 1), explore_hat = 1.0; nothing pushed.
   * Warm-up counts distinct failure *questions*, not entries: the explore term is 0 while Mf holds
     fewer than explore_warmup_failure_keys (500) keys (`len(self.keys) < explore_phase`), checked
@@ -63,8 +77,9 @@ novelty_reward_func_exploit / _explore with rewards/ir_knn_st.py's FastKNNMemory
   Not reproduced, being artefacts rather than choices: the reference keys every completion of a
   reward call under the first prompt's question (prompts[0]), which mislabels half of them at two
   prompts per device; its key eviction leaves its value dict misindexed; under several GPUs each
-  process keeps its own diverging memory; correctness there is exact string equality (here the
-  `correctness` callable with the thresholds); it sizes the Memory-R exploit memory at L = 1000.
+  process keeps its own diverging memory. Its correctness (exact string equality of the extracted
+  answer) is `grading: reference`, and its Memory-R exploit memory size (L = 1000) is
+  `memory_max_per_key: 1000`: settings, used by the `*-paper` recipes, not part of this mode.
 
 Multi-process: under accelerate each process receives its slice of the step. Questions, full texts
 and correctness (computed locally) are gathered with `gather_object`; every process encodes the
@@ -89,11 +104,12 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 
 from memoryr.encoder import Encoder
-from memoryr.grading import extract_reasoning
+from memoryr.grading import extract_last_reasoning, extract_reasoning
 from memoryr.memory import EpisodicMemory, MemoryFileError, unit_vector, valid_text
 from memoryr.rewards import full_texts
 
 MODES = ("paper", "reference")
+REASONING_RULES = {"paper": extract_reasoning, "reference": extract_last_reasoning}  # what each mode embeds
 STATE_FORMAT_VERSION = 1
 SUCCESS_FILE = "memory_success.safetensors"
 FAILURE_FILE = "memory_failure.safetensors"
@@ -265,7 +281,7 @@ class MemoryReward:
     def score_and_update(self, questions: list[str], texts: list[str], correct: list[float], step: int) -> StepScores:
         """Score a whole step's completions (full texts) and store them, in the configured mode's order."""
         questions = [valid_text(q) for q in questions]
-        reasoning = [extract_reasoning(valid_text(t)) for t in texts]
+        reasoning = [REASONING_RULES[self.config.mode](valid_text(t)) for t in texts]
         embeddings = np.asarray(self.encoder.encode(reasoning), dtype=np.float32)  # as stored: finite stays finite
         unique = list(dict.fromkeys(questions))
         query_emb = dict(zip(unique, self.encoder.encode_queries(unique)))

@@ -3,6 +3,11 @@
 A prompt is rendered to text with the tokenizer's chat template (generation prompt added), then
 the pre-fill (e.g. "<reasoning>\\n") is appended, so the model continues its own assistant turn.
 Rewards and grading see `prefill + completion`.
+
+System prompts (`SYSTEM_PROMPTS`, chosen by name): `xml`, memoryr's XML format instruction;
+`reference`, the same instruction exactly as the public Memory-R code writes it (utils_gsm8k.py
+`SYSTEM_PROMPT`: a leading newline, a blank line after the first line, a trailing newline);
+`boxed`, the instruction of Qwen's math evaluation (Qwen2.5-Math harness prompt `qwen25-math-cot`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,12 @@ SYSTEM_PROMPT = """Respond in the following format:
 <answer>
 ...
 </answer>"""
+
+SYSTEM_PROMPTS = {
+    "xml": SYSTEM_PROMPT,
+    "reference": "\nRespond in the following format:\n\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>\n",
+    "boxed": "Please reason step by step, and put your final answer within \\boxed{}.",
+}
 
 # Our own worked exemplars, in the exact format the rewards check. "word" suits GSM8K-style
 # problems; "arith" suits short arithmetic expressions (reasoning-gym basic_arithmetic).
@@ -49,14 +60,16 @@ def format_solution(reasoning: str, answer: str) -> str:
     return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{answer}\n</answer>"
 
 
-def build_messages(question: str, shots: int = 0, exemplars: str = "word") -> list[dict]:
-    """Chat messages: system prompt, `shots` exemplar turns, then the question."""
+def build_messages(question: str, shots: int = 0, exemplars: str = "word", system_prompt: str = "xml") -> list[dict]:
+    """Chat messages: the named system prompt, `shots` exemplar turns, then the question."""
+    if system_prompt not in SYSTEM_PROMPTS:
+        raise ValueError(f"unknown system prompt {system_prompt!r}; choose one of {', '.join(SYSTEM_PROMPTS)}")
     if exemplars not in EXEMPLARS:
         raise ValueError(f"unknown exemplar set {exemplars!r}; choose one of {', '.join(EXEMPLARS)}")
     pool = EXEMPLARS[exemplars]
     if not 0 <= shots <= len(pool):
         raise ValueError(f"shots must be between 0 and {len(pool)} for exemplar set {exemplars!r}, got {shots}")
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    messages = [{"role": "system", "content": SYSTEM_PROMPTS[system_prompt]}]
     for q, reasoning, answer in pool[:shots]:
         messages.append({"role": "user", "content": q})
         messages.append({"role": "assistant", "content": format_solution(reasoning, answer)})
@@ -64,8 +77,10 @@ def build_messages(question: str, shots: int = 0, exemplars: str = "word") -> li
     return messages
 
 
-def build_prompt(tokenizer, question: str, shots: int = 0, exemplars: str = "word", prefill: str = "") -> str:
+def build_prompt(
+    tokenizer, question: str, shots: int = 0, exemplars: str = "word", prefill: str = "", system_prompt: str = "xml"
+) -> str:
     """The full prompt text the model continues: chat template with generation prompt, then the pre-fill."""
-    messages = build_messages(question, shots, exemplars)
+    messages = build_messages(question, shots, exemplars, system_prompt)
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return text + prefill

@@ -35,13 +35,15 @@ def full_texts(completions: list, prefill: list[str] | None = None) -> list[str]
 def correctness(completions: list, answer: list[str], prefill=None, grading: str = "strict", **kwargs) -> list[float]:
     """1.0 when the extracted answer equals the gold answer, else 0.0."""
     texts = full_texts(completions, prefill)
-    return [float(is_correct(extract_answer(t, grading), gold)) for t, gold in zip(texts, answer, strict=True)]
+    return [float(is_correct(extract_answer(t, grading), gold, grading)) for t, gold in zip(texts, answer, strict=True)]
 
 
 def int_answer(completions: list, prefill=None, grading: str = "strict", **kwargs) -> list[float]:
-    """0.5 when the extracted answer is an integer (the answer type GSM8K asks for)."""
+    """0.5 when the extracted answer is an integer (the answer type GSM8K asks for); in `reference` grading,
+    as the reference code: digits only (`str.isdigit`, so no minus sign)."""
     answers = [extract_answer(t, grading) for t in full_texts(completions, prefill)]
-    return [0.5 if a is not None and _INTEGER.fullmatch(a) else 0.0 for a in answers]
+    is_integer = str.isdigit if grading == "reference" else _INTEGER.fullmatch
+    return [0.5 if a is not None and is_integer(a) else 0.0 for a in answers]
 
 
 def strict_format(completions: list, prefill=None, **kwargs) -> list[float]:

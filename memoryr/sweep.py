@@ -296,7 +296,8 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
     args = ["eval", "--model", str(folder / MODELS[phase]), "--task", script["eval_task"] or script["task"],
             "--split", script.get("test_split", "test"), "--limit", str(sweep.eval_limit),
             "--shots", str(script["shots"]), "--exemplars", script["exemplars"], "--prefill", script["prefill"],
-            "--grading", script["grading"], "--seed", str(record["seed"]), "--task-size", str(script["task_size"]),
+            "--grading", script["grading"], "--system-prompt", script.get("system_prompt", "xml"),
+            "--seed", str(record["seed"]), "--task-size", str(script["task_size"]),
             "--max-new-tokens", str(training["max_completion_length"]), "--output", str(folder / phase)]
     if "validation_size" in script:
         args += ["--validation-size", str(script["validation_size"])]

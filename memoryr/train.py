@@ -30,6 +30,7 @@ from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, 
                                  latest_complete_checkpoint, mark_complete, recover, replace_text, staging, swap_in)
 from memoryr.config import ScriptArguments, resolved_config
 from memoryr.data import Problem, load_problems, parse_task_config
+from memoryr.encoder import encoder_device
 from memoryr.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.models import load_tokenizer, resolve_model
@@ -73,22 +74,36 @@ def load_split(args: ScriptArguments, task: str, split: str, limit: int | None, 
 
 
 def build_dataset(args: ScriptArguments, tokenizer, seed: int) -> Dataset:
-    """Training rows: the rendered prompt plus the columns rewards read (question, answer, prefill)."""
+    """Training rows: the rendered prompt (cut to `max_prompt_length` tokens when set) plus the columns
+    rewards read (question, answer, prefill)."""
     problems = load_split(args, args.task, args.train_split, args.train_limit, seed)
+    prompts = [build_prompt(tokenizer, p.question, args.shots, args.exemplars, args.prefill, args.system_prompt)
+               for p in problems]
+    if args.max_prompt_length is not None:
+        cut = [keep_last_tokens(tokenizer, prompt, args.max_prompt_length) for prompt in prompts]
+        count = sum(new != old for new, old in zip(cut, prompts))
+        print(f"[memoryr] max_prompt_length {args.max_prompt_length}: cut {count} of {len(prompts)} training prompts "
+              "to their last tokens (the start of the system prompt goes first), as TRL 0.14 did")
+        prompts = cut
     rows = [
-        {
-            "prompt": build_prompt(tokenizer, p.question, args.shots, args.exemplars, args.prefill),
-            "question": p.question,
-            "answer": p.answer,
-            "prefill": args.prefill,
-        }
-        for p in problems
+        {"prompt": prompt, "question": p.question, "answer": p.answer, "prefill": args.prefill}
+        for prompt, p in zip(prompts, problems)
     ]
     return Dataset.from_list(rows)
 
 
+def keep_last_tokens(tokenizer, text: str, max_tokens: int) -> str:
+    """A prompt longer than `max_tokens` tokens cut on the left to its last `max_tokens` tokens (TRL 0.14's
+    `prompt_ids[:, -max_prompt_length:]`), decoded back to text with its special tokens; shorter ones unchanged."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return text
+    return tokenizer.decode(ids[-max_tokens:], skip_special_tokens=False)
+
+
 def build_rewards(args: ScriptArguments, training_args: GRPOConfig):
-    """The reward callables named in the recipe, and the memory reward among them (or None)."""
+    """The reward callables named in the recipe, and the memory reward among them (or None); the memory's
+    encoder runs on `encoder_device` (auto: this process's accelerator)."""
     funcs: list[RewardFn] = []
     memory = None
     max_len = args.cosine_max_len or training_args.max_completion_length
@@ -96,15 +111,16 @@ def build_rewards(args: ScriptArguments, training_args: GRPOConfig):
         if name in MEMORY_REWARDS:
             if memory is not None:
                 raise ValueError("choose one memory reward: memoryr or memoryr+")
-            memory = build_memory_reward(args, exploration=name == "memoryr+")
+            memory = build_memory_reward(args, exploration=name == "memoryr+",
+                                         device=encoder_device(args.encoder_device, training_args.device))
             funcs.append(memory)
         else:
             funcs.append(outcome_reward(name, args.grading, max_len))
     return funcs, memory
 
 
-def build_memory_reward(args: ScriptArguments, exploration: bool):
-    """Memory-R (exploitation) or Memory-R+ (exploitation + exploration) as one reward callable."""
+def build_memory_reward(args: ScriptArguments, exploration: bool, device: str):
+    """Memory-R (exploitation) or Memory-R+ (exploitation + exploration) as one reward, its encoder on `device`."""
     from memoryr.encoder import SentenceEncoder
     from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
 
@@ -123,7 +139,7 @@ def build_memory_reward(args: ScriptArguments, exploration: bool):
         mode=args.memory_mode,
         **{warmup: args.memory_explore_warmup},
     )
-    return MemoryReward(config, SentenceEncoder(args.encoder), partial(correctness, grading=args.grading))
+    return MemoryReward(config, SentenceEncoder(args.encoder, device=device), partial(correctness, grading=args.grading))
 
 
 def evals_record(task: str, split: str, history: list[dict]) -> dict:
@@ -156,8 +172,8 @@ class HeldOutEval(TrainerCallback):
         if state.is_world_process_zero:
             result = evaluate(
                 model, self.tokenizer, self.problems, shots=self.args.shots, exemplars=self.args.exemplars,
-                prefill=self.args.prefill, grading=self.args.grading, batch_size=self.args.eval_batch_size,
-                max_new_tokens=self.max_new_tokens, seed=args.seed, progress=False,
+                prefill=self.args.prefill, system_prompt=self.args.system_prompt, grading=self.args.grading,
+                batch_size=self.args.eval_batch_size, max_new_tokens=self.max_new_tokens, seed=args.seed, progress=False,
             )
             if self._record(step, result):
                 tmp = staging(self.out / "best")

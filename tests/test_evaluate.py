@@ -8,10 +8,12 @@ import torch
 
 from memoryr.data import DataError, Problem
 from memoryr.evaluate import (
+    PRESETS,
     eval_cli,
     evaluate,
     maj_at_k_correct,
     majority_vote,
+    parse_eval_args,
     pass_at_k,
     read_samples,
     resolve_eval_model,
@@ -190,6 +192,42 @@ def test_eval_cli_writes_results_and_resumes_only_with_the_same_settings(tmp_pat
 
     with pytest.raises(ValueError, match="max_new_tokens: 4 -> 5"):
         eval_cli(_with(argv, "--max-new-tokens", "5"))
+
+
+def test_presets_set_the_published_protocols_and_flags_beside_them_win():
+    paper = parse_eval_args(["--model", "m", "--output", "o", "--preset", "paper-gsm8k"])
+    assert (paper.task, paper.split, paper.shots, paper.system_prompt, paper.prefill, paper.grading) == \
+        ("gsm8k", "test", 0, "reference", "", "reference")
+    assert (paper.max_new_tokens, paper.num_samples, paper.temperature) == (200, 1, 0.0)  # greedy, the reference's 200
+    qwen = parse_eval_args(["--model", "m", "--output", "o", "--preset", "qwen-gsm8k", "--limit", "50"])
+    assert (qwen.system_prompt, qwen.grading, qwen.max_new_tokens, qwen.limit) == ("boxed", "boxed", 2048, 50)
+    mine = parse_eval_args(["--model", "m", "--output", "o", "--max-new-tokens", "300", "--preset", "paper-gsm8k"])
+    assert mine.max_new_tokens == 300 and mine.grading == "reference"
+    assert set(PRESETS) == {"paper-gsm8k", "qwen-gsm8k"}
+    with pytest.raises(SystemExit):  # no task and no preset
+        parse_eval_args(["--model", "m", "--output", "o"])
+
+
+def test_eval_cli_records_the_preset_and_resumes_records_written_before_system_prompts(tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["--model", "tiny-random", "--preset", "paper-gsm8k", "--task", _jsonl_task(tmp_path), "--limit", "2",
+            "--max-new-tokens", "4", "--output", str(out)]
+    eval_cli(argv)
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["preset"] == "paper-gsm8k" and results["settings"]["system_prompt"] == "reference"
+    assert "preset paper-gsm8k" in capsys.readouterr().out
+    record = json.loads((out / "samples.jsonl").read_text().splitlines()[0])
+    assert record["extracted"][0] == record["completions"][0].split("<answer>")[-1].split("</answer>")[0].strip()
+
+    older = tmp_path / "older"  # an evaluation written before system prompts were a setting used memoryr's xml one
+    plain = ["--model", "tiny-random", "--task", _jsonl_task(tmp_path), "--limit", "2", "--max-new-tokens", "4",
+             "--output", str(older)]
+    eval_cli(plain)
+    results = json.loads((older / "results.json").read_text())
+    del results["settings"]["system_prompt"]
+    (older / "results.json").write_text(json.dumps(results))
+    eval_cli(_with(plain, "--limit", "3"))
+    assert json.loads((older / "results.json").read_text())["metrics"]["n"] == 3
 
 
 def test_resolve_eval_model_finds_final_or_newest_checkpoint(tmp_path):

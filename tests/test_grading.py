@@ -1,8 +1,8 @@
-"""Answer extraction and grading on hand-written GSM8K and MATH cases, in both grading modes."""
+"""Answer extraction and grading on hand-written GSM8K and MATH cases, in every grading mode."""
 
 import pytest
 
-from memoryr.grading import extract_answer, grade, is_correct
+from memoryr.grading import extract_answer, extract_last_reasoning, extract_reasoning, grade, is_correct
 
 
 def tagged(answer: str) -> str:
@@ -107,7 +107,53 @@ def test_last_number_mode_grades_without_tags_and_misses_non_numeric_answers():
 
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="grading mode"):
-        extract_answer("12", "boxed")
+        extract_answer("12", "fuzzy")
+
+
+@pytest.mark.parametrize(
+    "text, extracted, correct",
+    [
+        (tagged("18"), "18", True),
+        (tagged("$18"), "$18", False),  # exact string match: no units, no dollar sign
+        (tagged("18.0"), "18.0", False),
+        ("<answer>\n5\n</answer> no: <answer>18</answer>", "18", True),  # the last <answer>
+        ("<reasoning>9 + 9</reasoning>\n<answer>\n18", "18", True),  # unclosed at the cut-off: to the end
+        ("18", "18", True),  # no tag at all: the whole text
+        ("The answer is 18", "The answer is 18", False),
+        ("<answer></answer>", "", False),
+    ],
+)
+def test_reference_mode_is_the_reference_codes_extraction_and_exact_match(text, extracted, correct):
+    assert grade(text, "18", "reference") == (extracted, correct)
+
+
+@pytest.mark.parametrize(
+    "text, extracted, correct",
+    [
+        ("so $x = \\boxed{18}$.", "18", True),
+        ("first \\boxed{5}, then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}", False),  # the last box, nested braces
+        ("\\boxed{18 \\text{ apples}}", "18 \\text{ apples}", True),  # compared by value
+        ("no box: 7 + 11 = 18", "18", True),  # else the last number, as Qwen's harness
+        ("nothing", None, False),
+    ],
+)
+def test_boxed_mode_takes_the_last_box_else_the_last_number(text, extracted, correct):
+    assert grade(text, "18", "boxed") == (extracted, correct)
+
+
+@pytest.mark.parametrize(
+    "text, paper, reference",
+    [
+        ("<reasoning>\nA\n</reasoning>\n<answer>1</answer>", "A", "A"),
+        ("<reasoning>A</reasoning>\n<reasoning>B</reasoning>\n<answer>1</answer>", "A", "B"),  # two blocks
+        ("Intro <reasoning>B", "Intro B", "B"),  # text before an unclosed tag
+        ("A</reasoning><answer>1</answer>", "A", "A"),  # pre-filled opening tag
+        ("no tags", "no tags", "no tags"),
+    ],
+)
+def test_reasoning_rules_of_paper_and_reference_mode(text, paper, reference):
+    assert extract_reasoning(text) == paper
+    assert extract_last_reasoning(text) == reference
 
 
 @pytest.mark.parametrize("answer", ["\\$18", "\\$18.00"])

@@ -1,9 +1,11 @@
-"""bf16 detection and the fp32 fallback, with the CPU's flags faked both ways."""
+"""bf16 detection and the fp32 fallback, with the CPU's flags faked both ways; the benchmarks' summaries by hand."""
 
+import numpy as np
 import pytest
 from trl import GRPOConfig
 
-from memoryr.bench_step import load_variants, summarise
+from memoryr.bench_memory import format_memory_bench, run_memory_bench, step_cost
+from memoryr.bench_step import format_table, load_variants, summarise
 from memoryr.hardware import cpu_bf16_kind, cpu_precision_fallback
 
 AMX = "processor : 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile amx_bf16 amx_int8\n"
@@ -66,3 +68,31 @@ def test_bench_summary_is_the_mean_after_the_first_step():
     assert s["step_s"] == 10.0 and s["generate_s"] == 6.0 and s["mean_length"] == 60.0
     assert s["gen_tokens_per_s"] == 80.0 and s["peak_rss_gib"] == 3.5  # 960 tokens in 12 s
     assert s["steps_per_hour"] == pytest.approx(360.0)
+    assert s["memory_share"] == pytest.approx(0.02)  # 0.2 s of a 10 s step
+    table = format_table({"base": s}, "base")
+    assert "memory %" in table.splitlines()[0] and "     2.0 " in table.splitlines()[2]
+
+
+def test_memory_bench_prices_a_step_and_its_share():
+    results = {"encode": [{"completions": 256, "seconds": 0.5}],
+               "memory": [{"keys": 1000, "score_and_update_ms": 0.2}, {"keys": 10000, "score_and_update_ms": 0.5}]}
+    cost = step_cost(results, step_seconds=10.0)
+    # one encode call of 256 completions, and 256 x 0.5 ms at the largest memory
+    assert cost["memory_s"] == pytest.approx(0.128) and cost["total_s"] == pytest.approx(0.628)
+    assert cost["share"] == pytest.approx(0.0628) and cost["keys"] == 10000
+    assert step_cost(results)["share"] is None
+
+
+def test_memory_bench_runs_end_to_end_with_any_encoder():
+    class RandomEncoder:
+        dim = 384
+
+        def encode(self, texts):
+            return np.random.default_rng(0).standard_normal((len(texts), self.dim)).astype(np.float32)
+
+    results = run_memory_bench(keys_list=(20,), per_key=3, group=4, steps=2, encoder=RandomEncoder(),
+                               step_completions=8, step_seconds=2.0)
+    assert [e["completions"] for e in results["encode"]] == [8, 8] and results["step"]["completions"] == 8
+    text = format_memory_bench(results)
+    assert "encode on cpu: 8 texts" in text and "memory reward per step of 8 completions" in text
+    assert f"= {100 * results['step']['total_s'] / 2.0:.1f}% of a 2 s step" in text

@@ -252,6 +252,26 @@ def test_reference_mode_inserts_before_scoring():
     assert list(reward.explore_window) == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("mode, embedded", [("paper", ["A", "Intro B"]), ("reference", ["B", "B"])])
+def test_each_mode_embeds_the_reasoning_its_rule_extracts(mode, embedded):
+    # two reasoning blocks, and text before an unclosed tag: the reference takes what follows the last tag
+    encoder = FixedEncoder(dict(VECTORS, A=(1.0, 0.0), B=(0.0, 1.0), **{"Intro B": (0.6, 0.8)}))
+    reward = make(False, mode=mode, encoder=encoder)
+    call(reward, ["<reasoning>A</reasoning>\n<reasoning>B</reasoning>\n<answer>1</answer>", "Intro <reasoning>B"], [1, 1])
+    assert reward.success.responses("q") == embedded
+
+
+def test_reference_mode_stretches_self_match_noise_over_zero_to_one():
+    # Four wrong answers to one question: each finds its own copy in Mf, so every raw exploration score
+    # is 1 - cos(a, a), zero up to float rounding: 2^-53, 2^-52, -2^-52 and 0 for these directions.
+    # Min-max over a window of nothing but that noise gives 0 (alone), 1, 0 and (0 + 2^-52) / 2^-51 = 0.5.
+    encoder = FixedEncoder(dict(VECTORS, a=(1.0, 2.0), b=(1.0, 1.0), c=(1.0, 5.0), d=(3.0, 4.0)))
+    reward = make(True, mode="reference", explore_warmup_failure_keys=0, encoder=encoder)
+    got = call(reward, ["a", "b", "c", "d"], [0, 0, 0, 0])
+    assert list(reward.explore_window) == [2.0**-53, 2.0**-52, -(2.0**-52), 0.0]
+    assert got == pytest.approx([0.0, 1.0, 0.0, 0.5], abs=1e-12)  # no success memory: explore alone
+
+
 def test_reference_mode_warmup_counts_failure_questions_not_entries():
     reward = make(True, mode="reference", explore_warmup_failure_keys=2)
     metrics = {}

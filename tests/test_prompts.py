@@ -3,7 +3,7 @@
 import pytest
 
 from memoryr.models import load_tokenizer
-from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPT, build_messages, build_prompt, format_solution
+from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPT, SYSTEM_PROMPTS, build_messages, build_prompt, format_solution
 from memoryr.rewards import correctness, strict_format
 
 
@@ -35,3 +35,22 @@ def test_chat_template_and_prefill(tiny_model_path):
     assert prompt.startswith("<|im_start|>system\nRespond in the following format:")
     assert prompt.endswith("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<reasoning>\n")
     assert prompt.count("<|im_start|>assistant") == 2
+
+
+def test_named_system_prompts():
+    assert build_messages("q")[0]["content"] == SYSTEM_PROMPT
+    # the public Memory-R code's text, character for character
+    assert build_messages("q", system_prompt="reference")[0]["content"] == (
+        "\nRespond in the following format:\n\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>\n")
+    assert build_messages("q", system_prompt="boxed")[0]["content"] == (
+        "Please reason step by step, and put your final answer within \\boxed{}.")
+    assert set(SYSTEM_PROMPTS) == {"xml", "reference", "boxed"}
+    with pytest.raises(ValueError, match="unknown system prompt 'chatty'"):
+        build_messages("q", system_prompt="chatty")
+
+
+def test_boxed_prompt_renders_qwens_evaluation_prompt(tiny_model_path):
+    tokenizer = load_tokenizer("tiny-random")  # the same ChatML template as Qwen2.5
+    assert build_prompt(tokenizer, "What is 2+2?", system_prompt="boxed") == (
+        "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+        "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n")

@@ -99,3 +99,11 @@ def test_registry_binds_grading_and_rejects_unknown_names():
     assert fn(completions=[ANSWERLESS], answer=["4"]) == [1.0]
     with pytest.raises(ValueError, match="unknown reward 'corectness'.*memoryr\\+"):
         outcome_reward("corectness")
+
+
+def test_reference_grading_scores_as_the_reference_code():
+    texts = ["<answer>-5</answer>", "<answer>18</answer>", "<answer>$18</answer>", "18"]
+    assert correctness(completions=texts, answer=["18"] * 4, grading="reference") == [0.0, 1.0, 0.0, 1.0]
+    assert correctness(completions=texts, answer=["18"] * 4) == [0.0, 1.0, 1.0, 0.0]  # strict: math-verify, tag needed
+    assert int_answer(completions=texts, grading="reference") == [0.0, 0.5, 0.0, 0.5]  # str.isdigit: no minus sign
+    assert int_answer(completions=texts) == [0.5, 0.5, 0.0, 0.0]

@@ -230,6 +230,7 @@ def test_two_runs_at_once_finish_with_their_logs_and_report(reference):
             # on the run's test split, with its own seed and completion length
             assert results["status"] == "complete" and results["split"] == "test"
             assert results["settings"]["seed"] == seed and results["settings"]["max_new_tokens"] == 16
+            assert results["settings"]["system_prompt"] == "xml"  # the run's own prompt
         log = (runs / "logs" / f"{name}.log").read_text()
         assert log.count("memoryr train --config") == 1 and log.count("memoryr eval --model") == 2
         assert "gsm8k validation accuracy" in log  # the child's own output

@@ -8,7 +8,9 @@ import pytest
 from safetensors.numpy import load_file
 
 from memoryr.config import parse_config
-from memoryr.train import _prepare_resume, evals_record, train, trimmed_logs
+from memoryr.models import load_tokenizer
+from memoryr.prompts import build_prompt
+from memoryr.train import _prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens, train, trimmed_logs
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -134,3 +136,64 @@ def test_best_is_the_earliest_of_equal_accuracies():
 def test_lora_run_saves_an_adapter(tmp_path, tiny_model_path, data_dir):
     out = run(tmp_path / "lora", "gsm8k-r1-cpu.yaml", "--max_steps", "1", "--use_peft", "true", "--lora_r", "4")
     assert (out / "final" / "adapter_config.json").exists() and not (out / "final" / "model.safetensors").exists()
+
+
+def test_max_prompt_length_keeps_the_last_tokens_and_says_how_many_prompts_it_cut(tiny_model_path, data_dir, capsys):
+    script, _, _ = parse_config(["--config", str(RECIPES / "gsm8k-r1-paper.yaml"), "--bf16", "false", "--use_cpu", "true",
+                                 "--model_name_or_path", "tiny-random", "--train_limit", "5", "--max_prompt_length", "60"])
+    tokenizer = load_tokenizer("tiny-random")
+    rows = build_dataset(script, tokenizer, seed=42)
+    assert "max_prompt_length 60: cut 5 of 5 training prompts" in capsys.readouterr().out
+    for row in rows:  # TRL 0.14's prompt_ids[:, -60:]: the start goes (here the system prompt and part of the question)
+        whole = build_prompt(tokenizer, row["question"], system_prompt="reference")
+        assert tokenizer(row["prompt"], add_special_tokens=False)["input_ids"] == \
+            tokenizer(whole, add_special_tokens=False)["input_ids"][-60:]
+        assert whole.endswith(row["prompt"]) and "Respond in the following format" not in row["prompt"]
+    assert keep_last_tokens(tokenizer, "<|im_start|>user\nHi<|im_end|>", 60) == "<|im_start|>user\nHi<|im_end|>"
+
+
+def test_memory_encoder_runs_on_the_training_processes_device(monkeypatch):
+    """encoder_device auto: the process's accelerator under accelerate, here (a CPU run) the CPU."""
+    import memoryr.encoder
+
+    devices = []
+
+    class RecordingEncoder:
+        dim = 384
+
+        def __init__(self, name, device="cpu"):
+            devices.append(device)
+
+    monkeypatch.setattr(memoryr.encoder, "SentenceEncoder", RecordingEncoder)
+    recipe = ["--config", str(RECIPES / "gsm8k-memoryrplus-cpu.yaml")]
+    script, training, _ = parse_config(recipe)
+    assert script.encoder_device == "auto" and training.device.type == "cpu"
+    _, memory = build_rewards(script, training)
+    script, training, _ = parse_config([*recipe, "--encoder_device", "cpu"])
+    build_rewards(script, training)
+    assert devices == ["cpu", "cpu"] and memory.__name__ == "memoryr+"
+
+
+def test_encoder_device_auto_follows_the_process_device():
+    import torch
+
+    from memoryr.encoder import encoder_device
+
+    assert encoder_device("auto", torch.device("cpu")) == "cpu"
+    assert encoder_device("auto", torch.device("cuda", 1)) == "cuda:1"  # the GPU of process 1 under accelerate
+    assert encoder_device("cuda:0", torch.device("cpu")) == "cuda:0"  # an explicit device is taken as written
+
+
+@pytest.mark.slow
+def test_paper_recipe_runs_a_step_with_trl_014s_loss_and_kl(tmp_path, tiny_model_path, data_dir, capsys):
+    """gsm8k-r1-paper on the tiny model, shrunk to 1 prompt x 4 on CPU: reference model for the KL, grpo loss,
+    the reference's prompt and grading, prompts cut to max_prompt_length, vLLM absent."""
+    out = run(tmp_path / "paper", "gsm8k-r1-paper.yaml", "--bf16", "false", "--use_cpu", "true", "--dtype", "float32",
+              "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--num_generations", "4",
+              "--max_steps", "1", "--train_limit", "8", "--max_prompt_length", "64", "--report_to", "none")
+    printed = capsys.readouterr().out
+    assert "cut 8 of 8 training prompts" in printed and "vLLM is not installed" in printed
+    row = next(r for r in metrics(out) if "loss" in r)
+    assert row["kl"] == 0.0  # before its first update the policy is the reference model
+    config = json.loads((out / "run.json").read_text())["config"]
+    assert config["training"]["loss_type"] == "grpo" and config["script"]["grading"] == "reference"
