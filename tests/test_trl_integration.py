@@ -1,6 +1,5 @@
 """The library API: lazy exports, `memory_reward`, and `MemoryCheckpointCallback` with a plain trl.GRPOTrainer."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -10,7 +9,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from transformers import TrainerControl, TrainerState
 
@@ -18,22 +16,11 @@ import memoryr
 from memoryr.memory import MemoryFileError
 from memoryr.memory_rewards import FAILURE_FILE, STATE_FILE, SUCCESS_FILE
 from memoryr.rewards import full_texts
+from scripts.memory_multiprocess import HashEncoder  # deterministic vectors from a text's sha256
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = "examples/grpo_memory_reward.py"
 MEMORY_FILES = (SUCCESS_FILE, FAILURE_FILE, STATE_FILE)
-
-
-class HashEncoder:
-    """Deterministic 8-d vectors from a text's sha256: any text, no model, exact on every run."""
-
-    dim = 8
-
-    def encode(self, texts):
-        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], np.uint8) for t in texts]
-        return (np.array(rows, np.float32) - 127.5).reshape(-1, self.dim)
-
-    encode_queries = encode
 
 
 def odd_length_is_correct(completions, answer, prefill):
