@@ -93,7 +93,7 @@ def test_in_training_evaluation_must_not_overlap_training():
     script, _, _ = parse_config(["--config", recipe, "--eval_task", "math500", "--eval_split", "test"])
     assert script.eval_split == "test"  # another task's test split is no overlap
     for recipe in sorted(RECIPES.glob("*.yaml")):  # every recipe chooses best/ on validation
-        assert yaml.safe_load(recipe.read_text()).get("eval_split", "validation") == "validation", recipe
+        assert yaml.safe_load(recipe.read_text())["eval_split"] == "validation", recipe
 
 
 def test_every_recipe_trains_on_the_batch_its_header_claims():
