@@ -42,7 +42,7 @@ class ScriptArguments:
     question_field: str = field(default="question", metadata={"help": "Question field for jsonl:PATH tasks."})
     answer_field: str = field(default="answer", metadata={"help": "Gold answer field for jsonl:PATH tasks."})
     shots: int = field(default=0, metadata={"help": "Number of worked exemplars before the question (0-3)."})
-    exemplars: str = field(default="word", metadata={"help": "Exemplar set: word (GSM8K-style) or arith."})
+    exemplars: str = field(default="word", metadata={"help": "Exemplar set: word (GSM8K-style), arith (two-step expressions) or arith1 (one operation)."})
     prefill: str = field(default="", metadata={"help": "Text that starts the assistant turn, e.g. '<reasoning>\\n'."})
     system_prompt: str = field(default="xml", metadata={"help": "System prompt: xml (memoryr's), reference (the public Memory-R code's text, blank lines included) or boxed (Qwen's step-by-step \\boxed{} instruction)."})
     max_prompt_length: int | None = field(default=None, metadata={"help": "Cut training prompts longer than this many tokens to their last tokens, as TRL 0.14 did (the reference's 256); the count cut is printed. Unset: keep whole prompts."})

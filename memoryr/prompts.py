@@ -27,7 +27,8 @@ SYSTEM_PROMPTS = {
 }
 
 # Our own worked exemplars, in the exact format the rewards check. "word" suits GSM8K-style
-# problems; "arith" suits short arithmetic expressions (reasoning-gym basic_arithmetic).
+# problems; "arith" suits short arithmetic expressions (reasoning-gym basic_arithmetic); "arith1"
+# suits two-term expressions (one operation).
 EXEMPLARS = {
     "word": [
         (
@@ -51,6 +52,13 @@ EXEMPLARS = {
         ("Calculate 7 + 5 * 3.", "First 5 * 3 = 15.\nThen 7 + 15 = 22.", "22"),
         ("Calculate 40 - 12 - 9.", "First 40 - 12 = 28.\nThen 28 - 9 = 19.", "19"),
         ("Calculate -6 * 4 + 30.", "First -6 * 4 = -24.\nThen -24 + 30 = 6.", "6"),
+    ],
+    # one operation, one line: for two-term problems, where the two-step "arith" exemplars are copied
+    # onto one-step problems ("First 95 + 76 = 171. Then 95 + 76 = 161.")
+    "arith1": [
+        ("Calculate 23 + 45.", "23 + 45 = 68.", "68"),
+        ("Calculate 81 - 36.", "81 - 36 = 45.", "45"),
+        ("Calculate 7 * 8.", "7 * 8 = 56.", "56"),
     ],
 }
 
