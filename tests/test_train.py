@@ -53,6 +53,13 @@ def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tin
     assert (out / "best" / "model.safetensors").exists()
     samples = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
     assert samples and {"step", "completion", "rewards"} <= set(samples[0])
+    # TensorBoard (every recipe's default) shows the rewards and the memory metrics
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "runs").iterdir()))).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/rewards/memoryr+/mean", "train/memory/failure_entries", "train/frac_groups_with_correct"} <= set(tags)
+    assert [e.value for e in events.Scalars("train/memory/failure_entries")] == [8, 16, 24]
 
 
 @pytest.mark.slow
