@@ -351,7 +351,7 @@ def write_run_record(path: Path, script_args, training_args, model_args) -> None
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    path.write_text(json.dumps(record, indent=2, default=str))
+    replace_text(path, json.dumps(record, indent=2, default=str))  # the sweep reads it: never half-written
 
 
 def resume_point(out: Path) -> Path:
