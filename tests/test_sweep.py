@@ -18,7 +18,7 @@ import yaml
 
 from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, RunLock, RunLockedError, is_complete
 from memoryr.cli import main
-from memoryr.sweep import Job, SweepError, _progress, _time_left, child_env, load_sweep, report_finished, run_sweep
+from memoryr.evaluation.sweep import Job, SweepError, _progress, _time_left, child_env, load_sweep, report_finished, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 R1 = REPO / "recipes" / "gsm8k-r1-cpu.yaml"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from memoryr.config import parse_config
 from memoryr.models import load_tokenizer
-from memoryr.prompts import build_prompt
-from memoryr.train import _prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens, train, trimmed_logs
+from memoryr.tasks.prompts import build_prompt
+from memoryr.training.config import parse_config
+from memoryr.training.train import _prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens, train, trimmed_logs
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -161,7 +161,7 @@ def test_max_prompt_length_keeps_the_last_tokens_and_says_how_many_prompts_it_cu
 
 def test_memory_encoder_runs_on_the_training_processes_device(monkeypatch):
     """encoder_device auto: the process's accelerator under accelerate, here (a CPU run) the CPU."""
-    import memoryr.encoder
+    import memoryr.memory.encoder
 
     devices = []
 
@@ -171,7 +171,7 @@ def test_memory_encoder_runs_on_the_training_processes_device(monkeypatch):
         def __init__(self, name, device="cpu"):
             devices.append(device)
 
-    monkeypatch.setattr(memoryr.encoder, "SentenceEncoder", RecordingEncoder)
+    monkeypatch.setattr(memoryr.memory.encoder, "SentenceEncoder", RecordingEncoder)
     recipe = ["--config", str(RECIPES / "gsm8k-memoryrplus-cpu.yaml")]
     script, training, _ = parse_config(recipe)
     assert script.encoder_device == "auto" and training.device.type == "cpu"
@@ -184,7 +184,7 @@ def test_memory_encoder_runs_on_the_training_processes_device(monkeypatch):
 def test_encoder_device_auto_follows_the_process_device():
     import torch
 
-    from memoryr.encoder import encoder_device
+    from memoryr.memory.encoder import encoder_device
 
     assert encoder_device("auto", torch.device("cpu")) == "cpu"
     assert encoder_device("auto", torch.device("cuda", 1)) == "cuda:1"  # the GPU of process 1 under accelerate

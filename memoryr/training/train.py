@@ -28,16 +28,16 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
 from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point,
                                  latest_complete_checkpoint, mark_complete, recover, replace_text, staging, swap_in)
-from memoryr.config import ScriptArguments, resolved_config
-from memoryr.data import Problem, load_problems, parse_task_config
-from memoryr.encoder import encoder_device
-from memoryr.evaluate import evaluate
+from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
+from memoryr.memory.encoder import encoder_device
 from memoryr.models import load_tokenizer, resolve_model
-from memoryr.prompts import build_prompt
-from memoryr.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
-from memoryr.packed_decode import packed_generate, packing_fallback
-from memoryr.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
+from memoryr.tasks.data import Problem, load_problems, parse_task_config
+from memoryr.tasks.prompts import build_prompt
+from memoryr.tasks.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
+from memoryr.training.config import ScriptArguments, resolved_config
+from memoryr.training.packed_decode import packed_generate, packing_fallback
+from memoryr.training.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
 
 CORRECTNESS_REWARDS = ("correctness", "cosine")  # > 0 means a correct completion in both
 SAMPLES_PER_LOG = 4  # completions written to completions.jsonl at each logged step
@@ -121,8 +121,8 @@ def build_rewards(args: ScriptArguments, training_args: GRPOConfig):
 
 def build_memory_reward(args: ScriptArguments, exploration: bool, device: str):
     """Memory-R (exploitation) or Memory-R+ (exploitation + exploration) as one reward, its encoder on `device`."""
-    from memoryr.encoder import SentenceEncoder
-    from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
+    from memoryr.memory.encoder import SentenceEncoder
+    from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
 
     # the paper counts the exploration warm-up in training steps, the reference code in failure questions
     warmup = "explore_warmup_steps" if args.memory_mode == "paper" else "explore_warmup_failure_keys"

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from functools import partial
 
-from memoryr.grading import extract_answer, is_correct
+from memoryr.tasks.grading import extract_answer, is_correct
 
 RewardFn = Callable[..., list[float]]
 

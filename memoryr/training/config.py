@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from memoryr.data import VALIDATION, parse_task_config
+from memoryr.tasks.data import VALIDATION, parse_task_config
 
 DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]
 
@@ -148,10 +148,10 @@ def _argparse_reason(printed: str, flags: list[str]) -> str:
 
 def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     """Every numeric and named setting in its range, before anything is loaded or written; the key in each message."""
-    from memoryr.encoder import is_device
-    from memoryr.grading import GRADING_MODES
-    from memoryr.memory_rewards import MODES
-    from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPTS
+    from memoryr.memory.encoder import is_device
+    from memoryr.memory.rewards import MODES
+    from memoryr.tasks.grading import GRADING_MODES
+    from memoryr.tasks.prompts import EXEMPLARS, SYSTEM_PROMPTS
 
     def need(ok: bool, key: str, rule: str, value) -> None:
         if not ok:
