@@ -105,7 +105,7 @@ def check_jobs(jobs: object, name: str) -> int:
 def recipe_method(recipe: Path) -> str:
     """The method name the report gives a recipe's runs: its `method`, else the one of its reward_funcs."""
     from memoryr.evaluation.report import method_name
-    from memoryr.training.config import DEFAULT_REWARDS
+    from memoryr.tasks.rewards import DEFAULT_REWARDS
 
     raw = yaml.safe_load(recipe.read_text())
     if not isinstance(raw, dict):

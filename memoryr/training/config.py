@@ -19,8 +19,7 @@ import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
 from memoryr.tasks.data import VALIDATION, parse_task_config
-
-DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]
+from memoryr.tasks.rewards import DEFAULT_REWARDS
 
 
 class ConfigError(ValueError):

@@ -10,11 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import sys
-import time
 from contextlib import ExitStack
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -32,6 +29,7 @@ from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.memory.encoder import encoder_device
 from memoryr.models import load_tokenizer, resolve_model
+from memoryr.run_record import write_run_record
 from memoryr.tasks.data import Problem, load_problems, parse_task_config
 from memoryr.tasks.prompts import build_prompt
 from memoryr.tasks.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
@@ -41,18 +39,6 @@ from memoryr.training.shared_prefix import StepPrompts, shared_prefix_generate, 
 
 CORRECTNESS_REWARDS = ("correctness", "cosine")  # > 0 means a correct completion in both
 SAMPLES_PER_LOG = 4  # completions written to completions.jsonl at each logged step
-LIBRARIES = ("memoryr", "torch", "transformers", "trl", "accelerate", "datasets", "math-verify", "peft")
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a run depends on, for the run record."""
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = version(name)
-        except Exception:
-            found[name] = "not installed"
-    return found
 
 
 def load_split(args: ScriptArguments, task: str, split: str, limit: int | None, seed: int) -> list[Problem]:
@@ -341,19 +327,6 @@ def trimmed_logs(out: Path, step: int) -> dict[Path, str]:
     return contents
 
 
-def write_run_record(path: Path, script_args, training_args, model_args) -> None:
-    """run.json: everything needed to know what this run was."""
-    record = {
-        "format_version": 1,
-        "config": resolved_config(script_args, training_args, model_args),
-        "versions": library_versions(),
-        "seed": training_args.seed,
-        "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    replace_text(path, json.dumps(record, indent=2, default=str))  # the sweep reads it: never half-written
-
-
 def resume_point(out: Path) -> Path:
     """The newest complete checkpoint of a run folder, saying which newer ones were skipped and why."""
     if not out.is_dir():
@@ -430,7 +403,8 @@ def train(
             pack_decode_weights=script_args.pack_decode_weights,
         )
         if main:
-            write_run_record(out / "run.json", script_args, training_args, model_args)
+            write_run_record(out / "run.json", resolved_config(script_args, training_args, model_args),
+                             training_args.seed)
         if checkpoint is not None and _finished_at(checkpoint, training_args.max_steps):
             # transformers would run one step past the end when resuming a finished run's last checkpoint
             trainer._load_from_checkpoint(str(checkpoint))
