@@ -23,12 +23,15 @@ here, e.g.:
       --max_steps 3 --output_dir runs/x
   memoryr train --config recipes/gsm8k-r1-cpu.yaml --output_dir runs/x --resume true
 
-`memoryr train --help-all` lists every field with its help text.
+The console shows one progress bar with the step's reward, correctness, length, entropy and
+memory sizes; every metric goes to RUN/metrics.jsonl and TensorBoard (`--disable_tqdm true`
+prints each step's whole dict instead). `memoryr train --help-all` lists every field with its
+help text.
 """
 
 
 def _train(argv: list[str]) -> None:
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or "-h" in argv or "--help" in argv:
         print(TRAIN_HELP)
         return
     from memoryr.training.config import DATACLASSES, parse_config
