@@ -23,8 +23,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Memory-R+ on easy arithmetic, ~8 minutes on 2 cores: held-out accuracy before and after, plots, next steps.
 demo: install
-	$(VENV)/bin/memoryr train --config recipes/gsm8k-memoryrplus-cpu.yaml --output_dir runs/demo-$$(date +%Y%m%d-%H%M%S)
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
+	$(VENV)/bin/memoryr train --config recipes/arith-memoryrplus-demo.yaml --output_dir $$run && \
+	$(VENV)/bin/memoryr report $$run --out $$run/report > $$run/report.log && \
+	echo "plots: $$run/report/*.png (report.md beside them); TensorBoard: tensorboard --logdir $$run/runs" && \
+	echo "next: compare methods paired by seed: memoryr sweep sweeps/study2.yaml --jobs 2 (hours; resumable)"
 
 # The CPU study: 4 methods x 3 seeds on easy arithmetic, hours on 2 cores; rerun to resume.
 study: install

@@ -15,9 +15,9 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from memoryr import MemoryCheckpointCallback, memory_reward, outcome_reward
-from memoryr.data import load_problems
 from memoryr.models import resolve_model
-from memoryr.prompts import SYSTEM_PROMPT
+from memoryr.tasks.data import load_problems
+from memoryr.tasks.prompts import SYSTEM_PROMPT
 
 parser = argparse.ArgumentParser(description="GRPO on GSM8K with Memory-R+ rewards, in plain TRL.")
 parser.add_argument("--model", default="tiny-random", help="memoryr alias, Hugging Face id or local folder")

@@ -1,10 +1,10 @@
 """memoryr: Memory-R+ (arXiv 2504.02273), GRPO with episodic-memory intrinsic rewards, as a tool and a library.
 
 Library API, for a plain `trl.GRPOTrainer` script (see examples/grpo_memory_reward.py, and
-`memoryr.trl_integration` for the reward's contract with TRL):
+`memoryr.memory.trl_integration` for the reward's contract with TRL):
     memory_reward(exploration=True, ...) -> MemoryReward   the Memory-R+ reward callable in one call
     MemoryCheckpointCallback(reward)        keeps the memories in the trainer's checkpoints, exact resume
-    MemoryReward, MemoryRewardConfig        the reward and its settings (memoryr.memory_rewards)
+    MemoryReward, MemoryRewardConfig        the reward and its settings (memoryr.memory.rewards)
     EpisodicMemory                          a kNN memory of question keys -> response embeddings
     SentenceEncoder                         the sentence-transformers encoder (all-MiniLM-L6-v2)
     REWARDS, outcome_reward, correctness    the outcome rewards (R1 set, cosine, ...) by name
@@ -19,24 +19,24 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "memory_reward": "memoryr.trl_integration",
-    "MemoryCheckpointCallback": "memoryr.trl_integration",
-    "MemoryReward": "memoryr.memory_rewards",
-    "MemoryRewardConfig": "memoryr.memory_rewards",
-    "EpisodicMemory": "memoryr.memory",
-    "SentenceEncoder": "memoryr.encoder",
-    "REWARDS": "memoryr.rewards",
-    "outcome_reward": "memoryr.rewards",
-    "correctness": "memoryr.rewards",
+    "memory_reward": "memoryr.memory.trl_integration",
+    "MemoryCheckpointCallback": "memoryr.memory.trl_integration",
+    "MemoryReward": "memoryr.memory.rewards",
+    "MemoryRewardConfig": "memoryr.memory.rewards",
+    "EpisodicMemory": "memoryr.memory.episodic",
+    "SentenceEncoder": "memoryr.memory.encoder",
+    "REWARDS": "memoryr.tasks.rewards",
+    "outcome_reward": "memoryr.tasks.rewards",
+    "correctness": "memoryr.tasks.rewards",
 }
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on demand
-    from memoryr.encoder import SentenceEncoder
-    from memoryr.memory import EpisodicMemory
-    from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
-    from memoryr.rewards import REWARDS, correctness, outcome_reward
-    from memoryr.trl_integration import MemoryCheckpointCallback, memory_reward
+    from memoryr.memory.encoder import SentenceEncoder
+    from memoryr.memory.episodic import EpisodicMemory
+    from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
+    from memoryr.memory.trl_integration import MemoryCheckpointCallback, memory_reward
+    from memoryr.tasks.rewards import REWARDS, correctness, outcome_reward
 
 
 def __getattr__(name: str):

@@ -23,15 +23,18 @@ here, e.g.:
       --max_steps 3 --output_dir runs/x
   memoryr train --config recipes/gsm8k-r1-cpu.yaml --output_dir runs/x --resume true
 
-`memoryr train --help-all` lists every field with its help text.
+The console shows one progress bar with the step's reward, correctness, length, entropy and
+memory sizes; every metric goes to RUN/metrics.jsonl and TensorBoard (`--disable_tqdm true`
+prints each step's whole dict instead). `memoryr train --help-all` lists every field with its
+help text.
 """
 
 
 def _train(argv: list[str]) -> None:
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv or "-h" in argv or "--help" in argv:
         print(TRAIN_HELP)
         return
-    from memoryr.config import DATACLASSES, parse_config
+    from memoryr.training.config import DATACLASSES, parse_config
 
     if argv[0] == "--help-all":
         from trl import TrlParser
@@ -39,10 +42,10 @@ def _train(argv: list[str]) -> None:
         TrlParser(DATACLASSES).print_help()
         return
     script_args, training_args, model_args = parse_config(argv)
-    from memoryr.train import train
+    from memoryr.training.train import train
 
     out = train(script_args, training_args, model_args)
-    from memoryr.summary import summarise_run
+    from memoryr.evaluation.summary import summarise_run
 
     print(summarise_run(out))
 
@@ -74,7 +77,7 @@ def _memory(argv: list[str]) -> None:
     inspect.add_argument("--query", help="a question: show the nearest stored successful and failed reasoning")
     inspect.add_argument("--k", type=int, default=1, help="query keys to retrieve (default 1)")
     args = parser.parse_args(argv)
-    from memoryr.memory_inspect import inspect_memory
+    from memoryr.memory.inspect import inspect_memory
 
     print(inspect_memory(args.path, query=args.query, k=args.k))
 
@@ -97,25 +100,25 @@ def _bench(argv: list[str]) -> None:
     sub.add_parser("step", help="Time GRPO steps of a recipe under CPU setting variants (see --help).", add_help=False)
     sub.add_parser("sweep", help="Runs/hour of a short sweep with --jobs 2 against --jobs 1 (see --help).", add_help=False)
     if argv[:1] == ["eval"]:
-        from memoryr.bench_eval import bench_eval_cli
+        from memoryr.bench.eval import bench_eval_cli
 
         bench_eval_cli(argv[1:])
         return
     if argv[:1] == ["step"]:
-        from memoryr.bench_step import main as bench_step_main
+        from memoryr.bench.step import main as bench_step_main
 
         bench_step_main(argv[1:])
         return
     if argv[:1] == ["sweep"]:
-        from memoryr.bench_sweep import main as bench_sweep_main
+        from memoryr.bench.sweep import main as bench_sweep_main
 
         bench_sweep_main(argv[1:])
         return
     args = parser.parse_args(argv)
     from accelerate import PartialState
 
-    from memoryr.bench_memory import format_memory_bench, run_memory_bench
-    from memoryr.encoder import encoder_device, is_device
+    from memoryr.bench.memory import format_memory_bench, run_memory_bench
+    from memoryr.memory.encoder import encoder_device, is_device
 
     if not is_device(args.device):
         memory.error(f"--device must be auto or a torch device (cpu, cuda, cuda:0, ...), got {args.device!r}")
@@ -126,27 +129,27 @@ def _bench(argv: list[str]) -> None:
 
 
 def _eval(argv: list[str]) -> None:
-    from memoryr.evaluate import eval_cli
+    from memoryr.evaluation.evaluate import eval_cli
 
     eval_cli(argv)
 
 
 def _report(argv: list[str]) -> None:
-    from memoryr.report import report_cli
+    from memoryr.evaluation.report import report_cli
 
     report_cli(argv)
 
 
 def _sweep(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="memoryr sweep", description="Run a grid of recipes x seeds, resumably.")
-    parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="the sweep file (see memoryr/sweep.py)")
+    parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="the sweep file (see memoryr/evaluation/sweep.py)")
     parser.add_argument("--jobs", type=int, metavar="N",
                         help="runs at once, each with cores // N threads; at most one per core "
                              "(default: the sweep file's jobs, else 1)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs finished so far (e.g. while the sweep is still going)")
     args = parser.parse_args(argv)
-    from memoryr.sweep import SweepStopped, report_finished, run_sweep
+    from memoryr.evaluation.sweep import SweepStopped, report_finished, run_sweep
 
     if args.report_only:
         print(f"report: {report_finished(args.sweep)}")

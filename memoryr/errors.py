@@ -1,9 +1,9 @@
 """The errors a user can cause and fix, which the CLI reports as one line instead of a traceback."""
 
-from memoryr.config import ConfigError
-from memoryr.data import DataError
-from memoryr.memory import MemoryFileError
+from memoryr.evaluation.sweep import SweepError
+from memoryr.memory.episodic import MemoryFileError
 from memoryr.models import ModelError
-from memoryr.sweep import SweepError
+from memoryr.tasks.data import DataError
+from memoryr.training.config import ConfigError
 
 EXPECTED_ERRORS = (ConfigError, DataError, ModelError, MemoryFileError, SweepError, FileNotFoundError, FileExistsError, ValueError)

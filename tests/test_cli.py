@@ -58,6 +58,8 @@ def test_models_list_and_help(capsys):
     assert code == 0 and "smollm2-135m-instruct" in out and "tiny-random" in out
     code, out, _ = run(capsys, "--help")
     assert code == 0 and all(c in out for c in ("train", "eval", "report", "sweep", "memory", "bench"))
+    code, out, _ = run(capsys, "train", "--config", RECIPE, "--help")  # help wins over a half-typed command
+    assert code == 0 and "usage: memoryr train" in out and "progress bar" in out
 
 
 BAD_TRAIN_INPUTS = [  # (overrides, the error line's text): the table in README's "Bad input" section
@@ -77,6 +79,7 @@ BAD_TRAIN_INPUTS = [  # (overrides, the error line's text): the table in README'
     (["--grading", "fuzzy"], "grading must be one of strict, last_number"),
     (["--eval_batch_size", "0"], "eval_batch_size must be >= 1"),
     (["--train_limit", "0"], "train_limit must be >= 1"),
+    (["--eval_at_start", "true", "--eval_limit", "0"], "eval_at_start must be false when eval_limit is 0"),
     (["--eval_split", "train"], "eval_split 'train' is the training split"),
     (["--validation_size", "0"], "eval_split validation needs validation_size >= 1"),
     (["--per_device_train_batch_size", "3"], "generation_batch_size (12) must be divisible by num_generations (8)"),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from memoryr.compare import bootstrap_ci, mcnemar, seed_differences
+from memoryr.evaluation.compare import bootstrap_ci, mcnemar, seed_differences
 
 
 def test_seed_differences_pair_by_shared_seeds():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memoryr.config import ConfigError, parse_config, valid_keys
+from memoryr.training.config import ConfigError, parse_config, valid_keys
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ON_CPU = ["--bf16", "false", "--use_cpu", "true"]  # the paper recipes are for a GPU
@@ -15,7 +15,7 @@ BATCH_CLAIM = re.compile(r"^# per optimizer step: (\d+) prompts? x (\d+) complet
 
 
 def test_every_recipe_parses_and_uses_known_rewards():
-    from memoryr.rewards import MEMORY_REWARDS, REWARDS
+    from memoryr.tasks.rewards import MEMORY_REWARDS, REWARDS
 
     recipes = sorted(RECIPES.glob("*.yaml"))
     assert recipes

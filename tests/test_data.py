@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from memoryr.data import DataError, gsm8k_gold, last_boxed, load_problems
+from memoryr.tasks.data import DataError, gsm8k_gold, last_boxed, load_problems
 
 
 def test_gsm8k_from_the_data_folder(data_dir):

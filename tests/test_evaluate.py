@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memoryr.data import DataError, Problem
-from memoryr.evaluate import (
+from memoryr.evaluation.evaluate import (
     PRESETS,
     eval_cli,
     evaluate,
@@ -19,6 +18,7 @@ from memoryr.evaluate import (
     resolve_eval_model,
     sample_metrics,
 )
+from memoryr.tasks.data import DataError, Problem
 
 PROBLEMS = [Problem(f"What is {a} + {b}?", str(a + b)) for a, b in [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10)]]
 

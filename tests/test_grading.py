@@ -2,7 +2,7 @@
 
 import pytest
 
-from memoryr.grading import extract_answer, extract_last_reasoning, extract_reasoning, grade, is_correct
+from memoryr.tasks.grading import extract_answer, extract_last_reasoning, extract_reasoning, grade, is_correct
 
 
 def tagged(answer: str) -> str:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from trl import GRPOConfig
 
-from memoryr.bench_memory import format_memory_bench, run_memory_bench, step_cost
-from memoryr.bench_step import format_table, load_variants, summarise
+from memoryr.bench.memory import format_memory_bench, run_memory_bench, step_cost
+from memoryr.bench.step import format_table, load_variants, summarise
 from memoryr.hardware import cpu_bf16_kind, cpu_precision_fallback
 
 AMX = "processor : 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile amx_bf16 amx_int8\n"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from memoryr.memory import EpisodicMemory, MemoryFileError
+from memoryr.memory.episodic import EpisodicMemory, MemoryFileError
 
 
 def vec(*xs):
@@ -203,7 +203,7 @@ def test_keys_and_queries_of_extreme_size_are_normalised_in_float64():
 @pytest.fixture(scope="module")
 def minilm():
     """One real all-MiniLM-L6-v2 encoder for this module's slow tests (loading takes seconds)."""
-    from memoryr.encoder import SentenceEncoder
+    from memoryr.memory.encoder import SentenceEncoder
 
     return SentenceEncoder()
 
@@ -228,7 +228,7 @@ def test_minilm_places_similar_sentences_closer(minilm):
 
 @pytest.mark.slow
 def test_minilm_and_the_memory_reward_take_text_utf8_cannot_encode(minilm, tmp_path):
-    from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
+    from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
 
     e = minilm.encode(["ab\ud800cd", "ab\ufffdcd"])
     assert np.isfinite(e).all()

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from memoryr.memory import MemoryFileError
-from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
+from memoryr.memory.episodic import MemoryFileError
+from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
 
 SQ2 = math.sqrt(2.0)
 
@@ -348,7 +348,7 @@ def test_config_rejects_bad_values(overrides):
 
 
 def test_inspect_reports_sizes_newest_entries_and_nearest_for_a_query(tmp_path):
-    from memoryr.memory_inspect import inspect_memory
+    from memoryr.memory.inspect import inspect_memory
 
     reward = make(True)
     call(reward, ["x", "y"], [1, 0])

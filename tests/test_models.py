@@ -43,7 +43,7 @@ def test_real_smollm2_loads_and_generates():
     from transformers import AutoModelForCausalLM
 
     from memoryr.models import load_tokenizer
-    from memoryr.prompts import build_prompt
+    from memoryr.tasks.prompts import build_prompt
 
     path = resolve_model("smollm2-135m-instruct")
     tokenizer = load_tokenizer("smollm2-135m-instruct")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig
 
-from memoryr.packed_decode import mkl_packing_available, packed_generate, packed_linears, packing_fallback
+from memoryr.training.packed_decode import mkl_packing_available, packed_generate, packed_linears, packing_fallback
 
 needs_mkl = pytest.mark.skipif(not mkl_packing_available(), reason="this PyTorch build has no MKL packed linear")
 

@@ -3,8 +3,8 @@
 import pytest
 
 from memoryr.models import load_tokenizer
-from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPT, SYSTEM_PROMPTS, build_messages, build_prompt, format_solution
-from memoryr.rewards import correctness, strict_format
+from memoryr.tasks.prompts import EXEMPLARS, SYSTEM_PROMPT, SYSTEM_PROMPTS, build_messages, build_prompt, format_solution
+from memoryr.tasks.rewards import correctness, strict_format
 
 
 def test_exemplars_earn_full_format_and_correctness():

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from memoryr.compare import bootstrap_ci
-from memoryr.report import (
+from memoryr.evaluation.compare import bootstrap_ci
+from memoryr.evaluation.report import (
     CollapseThresholds,
     format_cell,
     load_run,

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from memoryr.rewards import (
+from memoryr.tasks.rewards import (
     correctness,
     cosine,
     cosine_scaled,

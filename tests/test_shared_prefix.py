@@ -8,11 +8,11 @@ from test_train import RECIPES, TINY
 from transformers import AutoModelForCausalLM, GenerationConfig
 from trl.trainer.utils import add_fused_lm_head
 
-import memoryr.train
-from memoryr.config import ConfigError, parse_config
-from memoryr.rewards import full_texts
-from memoryr.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
-from memoryr.train import train
+import memoryr.training.train
+from memoryr.tasks.rewards import full_texts
+from memoryr.training.config import ConfigError, parse_config
+from memoryr.training.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
+from memoryr.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +148,9 @@ def varied_reward(completions, **kwargs) -> list[float]:
 @pytest.mark.slow
 def test_grpo_step_with_shared_prompts_has_the_plain_loss_and_gradient(tmp_path, tiny_model_path, data_dir, monkeypatch):
     calls = []
-    monkeypatch.setattr(memoryr.train, "shared_prefix_logps",
+    monkeypatch.setattr(memoryr.training.train, "shared_prefix_logps",
                         lambda *a, **k: calls.append(k.get("step_prompts", a[-1])) or shared_prefix_logps(*a, **k))
-    monkeypatch.setattr(memoryr.train, "build_rewards", lambda args, training_args: ([varied_reward], None))
+    monkeypatch.setattr(memoryr.training.train, "build_rewards", lambda args, training_args: ([varied_reward], None))
     rows, used = {}, {}
     for name, flags in {"plain": ["--share_prompt_prefix", "false"], "shared": ["--share_prompt_prefix", "true"],
                         "shared+packed": ["--share_prompt_prefix", "true", "--pack_decode_weights", "true"]}.items():

@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, RunLock, RunLockedError, is_complete
+from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete
 from memoryr.cli import main
-from memoryr.sweep import Job, SweepError, _progress, _time_left, child_env, load_sweep, report_finished, run_sweep
+from memoryr.evaluation.sweep import (Job, SweepError, _progress, _start_next, _time_left, child_env, load_sweep,
+                                      report_finished, run_sweep)
 
 REPO = Path(__file__).resolve().parents[1]
 R1 = REPO / "recipes" / "gsm8k-r1-cpu.yaml"
 MEMORYR_PLUS = REPO / "recipes" / "gsm8k-memoryrplus-cpu.yaml"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "16", "--gradient_checkpointing", "false",
-        "--max_steps", "2", "--save_steps", "2", "--eval_steps", "2", "--eval_limit", "4", "--eval_batch_size", "4",
+        "--max_steps", "2", "--save_steps", "2", "--eval_steps", "1", "--eval_limit", "4", "--eval_batch_size", "4",
         "--disable_tqdm", "true"]
 RUN1, RUN2 = "gsm8k-r1-cpu-seed1", "gsm8k-r1-cpu-seed2"
 
@@ -203,6 +204,41 @@ def test_report_only_before_any_run_finished_is_a_clear_error(tmp_path):
         report_finished(write_sweep(tmp_path))
 
 
+def finished_run(folder: Path, best_step: int) -> Path:
+    """A trained run (final/ at step 2) whose best/ was chosen at `best_step` and whose eval-best/ is done."""
+    (folder / "final").mkdir(parents=True)
+    (folder / "final" / MARKER).write_text(json.dumps({"step": 2}))
+    (folder / "evals.json").write_text(json.dumps({"best": {"step": best_step}, "last": {"step": 2}}))
+    (folder / "eval-best").mkdir()
+    (folder / "eval-best" / "results.json").write_text(json.dumps({"status": "complete", "pass@1": 0.25}))
+    (folder / "eval-best" / "samples.jsonl").write_text('{"index": 0, "correct": [true]}\n')
+    return folder
+
+
+def test_best_chosen_at_the_last_step_is_not_evaluated_twice(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path))
+    run = finished_run(tmp_path / "run", best_step=2)
+    job = Job(run, tmp_path / "run.log", ["eval-last"], [], False, "finished, evaluating")
+    assert not _start_next(sweep, job) and job.process is None  # nothing to run: best/ holds final/'s weights
+    results = json.loads((run / "eval-last" / "results.json").read_text())
+    assert results["pass@1"] == 0.25 and results["copied_from"].startswith("eval-best")
+    assert (run / "eval-last" / "samples.jsonl").read_bytes() == (run / "eval-best" / "samples.jsonl").read_bytes()
+
+
+def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
+    sweep = load_sweep(write_sweep(tmp_path))
+    run = finished_run(tmp_path / "run", best_step=1)
+    (run / "run.json").write_text(json.dumps({"seed": 1, "config": {
+        "script": {"eval_task": None, "task": "gsm8k", "shots": 1, "exemplars": "gsm8k", "prefill": "", "grading": "strict",
+                   "task_size": 0, "task_config": None, "data_dir": None},
+        "training": {"max_completion_length": 16}}}))
+    started = []
+    monkeypatch.setattr("memoryr.evaluation.sweep.spawn", lambda args, log, env: started.append(args) or "child")
+    job = Job(run, tmp_path / "run.log", ["eval-last"], [], False, "finished, evaluating")
+    assert _start_next(sweep, job) and job.process == "child"
+    assert started[0][:3] == ["eval", "--model", str(run / "final")] and not (run / "eval-last").exists()
+
+
 # ---------------------------------------------------------------- real tiny sweeps
 
 
@@ -232,6 +268,7 @@ def test_two_runs_at_once_finish_with_their_logs_and_report(reference):
             assert results["settings"]["seed"] == seed and results["settings"]["max_new_tokens"] == 16
             assert results["settings"]["system_prompt"] == "xml"  # the run's own prompt
         log = (runs / "logs" / f"{name}.log").read_text()
+        # the tiny model scores 0 at steps 1 and 2, so best/ is step 1's and both models are evaluated
         assert log.count("memoryr train --config") == 1 and log.count("memoryr eval --model") == 2
         assert "gsm8k validation accuracy" in log  # the child's own output
     assert (report / "report.md").exists()

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from memoryr.config import parse_config
+from memoryr.evaluation.summary import summarise_run
 from memoryr.models import load_tokenizer
-from memoryr.prompts import build_prompt
-from memoryr.train import _prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens, train, trimmed_logs
+from memoryr.tasks.prompts import build_prompt
+from memoryr.training.config import parse_config
+from memoryr.training.train import _prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens, train, trimmed_logs
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -27,9 +28,9 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tiny_model_path, data_dir):
+def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tiny_model_path, data_dir, capsys, recwarn):
     out = run(tmp_path / "run", "gsm8k-memoryrplus-cpu.yaml", "--max_steps", "3", "--save_steps", "3",
-              "--memory_explore_warmup", "1")
+              "--memory_explore_warmup", "1", "--eval_at_start", "true")
     rows = [r for r in metrics(out) if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]
     required = ["rewards/correctness/mean", "rewards/correctness/std", "rewards/xml_count/mean", "rewards/memoryr+/mean",
@@ -49,6 +50,12 @@ def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tin
     assert record["config"]["script"]["reward_funcs"][-1] == "memoryr+" and record["versions"]["trl"].startswith("1.16")
     evals = json.loads((out / "evals.json").read_text())
     assert evals["task"] == "gsm8k" and evals["last"]["step"] == 3 and 0.0 <= evals["best"]["accuracy"] <= 1.0
+    assert [h["step"] for h in evals["history"]] == [0, 3]  # eval_at_start: the untrained model first
+    assert "before training" in summarise_run(out)
+    # the console: one bar with the key numbers, no per-step dict, no library deprecation notices
+    console = capsys.readouterr()
+    assert "reward=" in console.err and "memory=" in console.err and "{'loss'" not in console.out + console.err
+    assert not [w for w in recwarn if "past_key_values" in str(w.message) or "is_gradient_checkpointing" in str(w.message)]
     assert any("eval/accuracy" in r for r in metrics(out))
     assert (out / "best" / "model.safetensors").exists()
     samples = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
@@ -161,7 +168,7 @@ def test_max_prompt_length_keeps_the_last_tokens_and_says_how_many_prompts_it_cu
 
 def test_memory_encoder_runs_on_the_training_processes_device(monkeypatch):
     """encoder_device auto: the process's accelerator under accelerate, here (a CPU run) the CPU."""
-    import memoryr.encoder
+    import memoryr.memory.encoder
 
     devices = []
 
@@ -171,7 +178,7 @@ def test_memory_encoder_runs_on_the_training_processes_device(monkeypatch):
         def __init__(self, name, device="cpu"):
             devices.append(device)
 
-    monkeypatch.setattr(memoryr.encoder, "SentenceEncoder", RecordingEncoder)
+    monkeypatch.setattr(memoryr.memory.encoder, "SentenceEncoder", RecordingEncoder)
     recipe = ["--config", str(RECIPES / "gsm8k-memoryrplus-cpu.yaml")]
     script, training, _ = parse_config(recipe)
     assert script.encoder_device == "auto" and training.device.type == "cpu"
@@ -184,7 +191,7 @@ def test_memory_encoder_runs_on_the_training_processes_device(monkeypatch):
 def test_encoder_device_auto_follows_the_process_device():
     import torch
 
-    from memoryr.encoder import encoder_device
+    from memoryr.memory.encoder import encoder_device
 
     assert encoder_device("auto", torch.device("cpu")) == "cpu"
     assert encoder_device("auto", torch.device("cuda", 1)) == "cuda:1"  # the GPU of process 1 under accelerate

@@ -13,9 +13,9 @@ import pytest
 from transformers import TrainerControl, TrainerState
 
 import memoryr
-from memoryr.memory import MemoryFileError
-from memoryr.memory_rewards import FAILURE_FILE, STATE_FILE, SUCCESS_FILE
-from memoryr.rewards import full_texts
+from memoryr.memory.episodic import MemoryFileError
+from memoryr.memory.rewards import FAILURE_FILE, STATE_FILE, SUCCESS_FILE
+from memoryr.tasks.rewards import full_texts
 from scripts.memory_multiprocess import HashEncoder  # deterministic vectors from a text's sha256
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +36,11 @@ def test_import_memoryr_loads_no_heavy_library_until_a_name_is_used():
 
 
 def test_every_public_name_is_its_modules_object():
-    from memoryr.encoder import SentenceEncoder
-    from memoryr.memory import EpisodicMemory
-    from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
-    from memoryr.rewards import REWARDS, correctness, outcome_reward
-    from memoryr.trl_integration import MemoryCheckpointCallback, memory_reward
+    from memoryr.memory.encoder import SentenceEncoder
+    from memoryr.memory.episodic import EpisodicMemory
+    from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
+    from memoryr.memory.trl_integration import MemoryCheckpointCallback, memory_reward
+    from memoryr.tasks.rewards import REWARDS, correctness, outcome_reward
 
     expected = {"MemoryReward": MemoryReward, "MemoryRewardConfig": MemoryRewardConfig, "EpisodicMemory": EpisodicMemory,
                 "SentenceEncoder": SentenceEncoder, "REWARDS": REWARDS, "outcome_reward": outcome_reward,
@@ -107,8 +107,8 @@ def train_plain_grpo(output_dir: Path, resume: Path | None = None):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from memoryr.data import load_problems
     from memoryr.models import load_tokenizer, resolve_model
+    from memoryr.tasks.data import load_problems
 
     problems = load_problems("gsm8k", "train", limit=8)
     dataset = Dataset.from_list([{"prompt": f"Question: {p.question}\nAnswer:", "question": p.question,

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 from accelerate import Accelerator
 
-from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
+from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
 
 STEPS, BATCH, GROUP = 3, 12, 4
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from functools import partial
 
-from memoryr.grading import extract_answer, is_correct
+from memoryr.tasks.grading import extract_answer, is_correct
 
 RewardFn = Callable[..., list[float]]
 
@@ -115,6 +115,7 @@ REWARDS: dict[str, RewardFn] = {
     "reasoning_steps": reasoning_steps,
 }
 MEMORY_REWARDS = ("memoryr", "memoryr+")
+DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]  # the R1 set: a recipe's default
 
 
 def outcome_reward(name: str, grading: str = "strict", max_len: int = 256) -> RewardFn:

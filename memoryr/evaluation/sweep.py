@@ -46,7 +46,8 @@ from typing import Callable
 
 import yaml
 
-from memoryr.checkpoints import RunLock, RunLockedError, crash_point, is_complete, latest_complete_checkpoint
+from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, crash_point, is_complete, latest_complete_checkpoint,
+                                 staging, swap_in)
 
 KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report")
 MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
@@ -104,8 +105,8 @@ def check_jobs(jobs: object, name: str) -> int:
 
 def recipe_method(recipe: Path) -> str:
     """The method name the report gives a recipe's runs: its `method`, else the one of its reward_funcs."""
-    from memoryr.config import DEFAULT_REWARDS
-    from memoryr.report import method_name
+    from memoryr.evaluation.report import method_name
+    from memoryr.tasks.rewards import DEFAULT_REWARDS
 
     raw = yaml.safe_load(recipe.read_text())
     if not isinstance(raw, dict):
@@ -308,6 +309,26 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
     return args
 
 
+def _best_is_final(folder: Path) -> bool:
+    """best/ was chosen at the last step, so it holds final/'s weights, and its test evaluation is complete."""
+    try:
+        best = json.loads((folder / "evals.json").read_text())["best"]["step"]
+        final = json.loads((folder / "final" / MARKER).read_text())["step"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+    return best == final and not _eval_needed(folder, "eval-best")
+
+
+def _copy_best_eval(folder: Path) -> None:
+    """eval-last/ as a copy of eval-best/ (the same weights), saying so in its results.json."""
+    tmp = staging(folder / "eval-last")
+    shutil.copytree(folder / "eval-best", tmp)
+    results = json.loads((tmp / "results.json").read_text())
+    results["copied_from"] = "eval-best: best/ was chosen at the last step, the weights of final/"
+    (tmp / "results.json").write_text(json.dumps(results, indent=2))
+    swap_in(folder / "eval-last")
+
+
 @dataclass
 class Job:
     """A run on its way through its phases (train, eval-best, eval-last), one child process at a time."""
@@ -354,6 +375,9 @@ def _start_next(sweep: Sweep, job: Job) -> bool:
         job.phase = job.phases.pop(0)
         if job.phase == "train":
             args = job.train_args
+        elif job.phase == "eval-last" and _eval_needed(job.folder, job.phase) and _best_is_final(job.folder):
+            _copy_best_eval(job.folder)
+            continue
         elif _eval_needed(job.folder, job.phase):
             args = _eval_args(sweep, job.folder, job.phase)
         else:

@@ -18,9 +18,8 @@ from pathlib import Path
 import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from memoryr.data import VALIDATION, parse_task_config
-
-DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]
+from memoryr.tasks.data import VALIDATION, parse_task_config
+from memoryr.tasks.rewards import DEFAULT_REWARDS
 
 
 class ConfigError(ValueError):
@@ -67,6 +66,7 @@ class ScriptArguments:
     test_split: str = field(default="test", metadata={"help": "Split on which `memoryr sweep` evaluates best/ and final/ after training (the reported numbers)."})
     validation_size: int = field(default=200, metadata={"help": "Fixed sets (gsm8k, numina-tir, jsonl): problems carved from the end of the training split as the validation split (and removed from training)."})
     eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
+    eval_at_start: bool = field(default=False, metadata={"help": "Also evaluate the untrained model before the first step (step 0 in evals.json: the 'before' figure; it may be chosen as best/)."})
     eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir (memories included)."})
     share_prompt_prefix: bool = field(default=False, metadata={"help": "Pre-fill and run each distinct prompt once in generation and in the training forward/backward (same numbers, less work; needs gradient_checkpointing false)."})
@@ -148,10 +148,10 @@ def _argparse_reason(printed: str, flags: list[str]) -> str:
 
 def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     """Every numeric and named setting in its range, before anything is loaded or written; the key in each message."""
-    from memoryr.encoder import is_device
-    from memoryr.grading import GRADING_MODES
-    from memoryr.memory_rewards import MODES
-    from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPTS
+    from memoryr.memory.encoder import is_device
+    from memoryr.memory.rewards import MODES
+    from memoryr.tasks.grading import GRADING_MODES
+    from memoryr.tasks.prompts import EXEMPLARS, SYSTEM_PROMPTS
 
     def need(ok: bool, key: str, rule: str, value) -> None:
         if not ok:
@@ -174,6 +174,8 @@ def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     for key in ("memory_explore_warmup", "eval_limit", "shots"):
         need(getattr(script, key) >= 0, key, ">= 0", getattr(script, key))
     need(script.train_limit is None or script.train_limit >= 1, "train_limit", ">= 1 (or unset: all)", script.train_limit)
+    need(not script.eval_at_start or script.eval_limit > 0, "eval_at_start",
+         "false when eval_limit is 0 (there is nothing to evaluate)", script.eval_at_start)
     need(script.max_prompt_length is None or script.max_prompt_length >= 1, "max_prompt_length",
          ">= 1 (or unset: whole prompts)", script.max_prompt_length)
     need(script.cosine_max_len is None or script.cosine_max_len >= 1, "cosine_max_len",

@@ -15,7 +15,7 @@ Notation: Ms / Mf the success / failure memories, e(a) the embedding of a comple
 responses of the k keys most cosine-similar to question q, R_i the correctness of completion i.
 
 Input rules (both modes):
-  * Text: questions and full texts first go through `memoryr.memory.valid_text`, which replaces
+  * Text: questions and full texts first go through `memoryr.memory.episodic.valid_text`, which replaces
     each surrogate code point (a model can decode a lone one; UTF-8 cannot encode it) with U+FFFD.
     Grouping, key lookup, encoding and storage all see that text, so a raw question always maps to
     the same key and the encoder and the saved files never meet an unencodable string.
@@ -27,7 +27,7 @@ Input rules (both modes):
     any other (its cosine to everything is 0).
 
 Paper mode (default; arXiv 2504.02273, the exact rules chosen here):
-  * Reasoning: `memoryr.grading.extract_reasoning`, the inside of the first closed
+  * Reasoning: `memoryr.tasks.grading.extract_reasoning`, the inside of the first closed
     <reasoning>...</reasoning> block, else what part of one was written (a missing tag is ignored).
   * The step's completions (all processes' together) are cut into groups: maximal runs of
     consecutive completions with the same question. Groups are handled in order; each is scored
@@ -50,7 +50,7 @@ Paper mode (default; arXiv 2504.02273, the exact rules chosen here):
 
 Reference mode reproduces the public code (github.com/thaihungle/Memory-R: run_gsm8k.py's
 novelty_reward_func_exploit / _explore with rewards/ir_knn_st.py's FastKNNMemory), read for this:
-  * Reasoning: `memoryr.grading.extract_last_reasoning`, the reference's `extract_xml_reasoning`:
+  * Reasoning: `memoryr.tasks.grading.extract_last_reasoning`, the reference's `extract_xml_reasoning`:
     the text after the *last* <reasoning>, cut at the next </reasoning>. So "<reasoning>A</reasoning>
     <reasoning>B</reasoning>" embeds "B" (paper mode: "A"), and "Intro <reasoning>B" embeds "B"
     (paper mode: "Intro B").
@@ -103,10 +103,10 @@ import numpy as np
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
-from memoryr.encoder import Encoder
-from memoryr.grading import extract_last_reasoning, extract_reasoning
-from memoryr.memory import EpisodicMemory, MemoryFileError, unit_vector, valid_text
-from memoryr.rewards import full_texts
+from memoryr.memory.encoder import Encoder
+from memoryr.memory.episodic import EpisodicMemory, MemoryFileError, unit_vector, valid_text
+from memoryr.tasks.grading import extract_last_reasoning, extract_reasoning
+from memoryr.tasks.rewards import full_texts
 
 MODES = ("paper", "reference")
 REASONING_RULES = {"paper": extract_reasoning, "reference": extract_last_reasoning}  # what each mode embeds

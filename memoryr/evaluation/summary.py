@@ -39,6 +39,8 @@ def summarise_run(run: Path) -> str:
     if evals.exists():
         record = json.loads(evals.read_text())
         best, last = record["best"], record["last"]
-        lines.append(f"\n{record['task']} {record.get('split', 'held-out')} accuracy: best {100 * best['accuracy']:.1f}% (step {best['step']}), "
-                     f"last {100 * last['accuracy']:.1f}% (step {last['step']})")
+        start = next((h for h in record["history"] if h["step"] == 0), None)
+        before = f"before training {100 * start['accuracy']:.1f}%, " if start else ""
+        lines.append(f"\n{record['task']} {record.get('split', 'held-out')} accuracy: {before}best {100 * best['accuracy']:.1f}% "
+                     f"(step {best['step']}), last {100 * last['accuracy']:.1f}% (step {last['step']})")
     return "\n".join(lines)

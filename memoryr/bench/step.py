@@ -33,7 +33,7 @@ BF16_FLAG = "--bf16"
 
 def _timed_trainer_cls():
     """A MemoryrTrainer that times generation and rewards and writes one record per step (lazy: heavy import)."""
-    from memoryr.train import MemoryrTrainer
+    from memoryr.training.train import MemoryrTrainer
 
     class TimedTrainer(MemoryrTrainer):
         def __init__(self, *args, **kwargs):
@@ -83,8 +83,8 @@ def _timed_trainer_cls():
 
 def run_worker(config: str, steps: int, overrides: list[str], out: Path) -> None:
     """Train `steps` steps of a recipe with the timed trainer; write the per-step records as JSON."""
-    from memoryr.config import parse_config
-    from memoryr.train import train
+    from memoryr.training.config import parse_config
+    from memoryr.training.train import train
 
     with tempfile.TemporaryDirectory() as run_dir:
         argv = ["--config", config, *overrides, "--max_steps", str(steps), "--output_dir", run_dir,
@@ -161,7 +161,7 @@ def bench_step(config: str, variants_path: Path, steps: int, only: list[str] | N
         print(f"[{i}/{len(variants)}] {name}: {' '.join(spec['args']) or '(recipe as is)'} {spec['env'] or ''}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "records.json"
-            cmd = [sys.executable, "-m", "memoryr.bench_step", "--worker", "--config", config, "--steps", str(steps),
+            cmd = [sys.executable, "-m", "memoryr.bench.step", "--worker", "--config", config, "--steps", str(steps),
                    "--records", str(out), "--", *spec["args"], *encoder]
             done = subprocess.run(cmd, env={**os.environ, **spec["env"]}, capture_output=True, text=True)
             if done.returncode != 0:

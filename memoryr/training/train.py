@@ -10,49 +10,38 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import sys
-import time
 from contextlib import ExitStack
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType
 from datasets import Dataset
+from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerState
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
 from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point,
                                  latest_complete_checkpoint, mark_complete, recover, replace_text, staging, swap_in)
-from memoryr.config import ScriptArguments, resolved_config
-from memoryr.data import Problem, load_problems, parse_task_config
-from memoryr.encoder import encoder_device
-from memoryr.evaluate import evaluate
+from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
+from memoryr.memory.encoder import encoder_device
 from memoryr.models import load_tokenizer, resolve_model
-from memoryr.prompts import build_prompt
-from memoryr.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
-from memoryr.packed_decode import packed_generate, packing_fallback
-from memoryr.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
+from memoryr.run_record import write_run_record
+from memoryr.tasks.data import Problem, load_problems, parse_task_config
+from memoryr.tasks.prompts import build_prompt
+from memoryr.tasks.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
+from memoryr.training.config import ScriptArguments, resolved_config
+from memoryr.training.packed_decode import packed_generate, packing_fallback
+from memoryr.training.progress import KeyNumbersBar, silence_library_deprecations
+from memoryr.training.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
 
 CORRECTNESS_REWARDS = ("correctness", "cosine")  # > 0 means a correct completion in both
 SAMPLES_PER_LOG = 4  # completions written to completions.jsonl at each logged step
-LIBRARIES = ("memoryr", "torch", "transformers", "trl", "accelerate", "datasets", "math-verify", "peft")
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a run depends on, for the run record."""
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = version(name)
-        except Exception:
-            found[name] = "not installed"
-    return found
 
 
 def load_split(args: ScriptArguments, task: str, split: str, limit: int | None, seed: int) -> list[Problem]:
@@ -121,8 +110,8 @@ def build_rewards(args: ScriptArguments, training_args: GRPOConfig):
 
 def build_memory_reward(args: ScriptArguments, exploration: bool, device: str):
     """Memory-R (exploitation) or Memory-R+ (exploitation + exploration) as one reward, its encoder on `device`."""
-    from memoryr.encoder import SentenceEncoder
-    from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
+    from memoryr.memory.encoder import SentenceEncoder
+    from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
 
     # the paper counts the exploration warm-up in training steps, the reference code in failure questions
     warmup = "explore_warmup_steps" if args.memory_mode == "paper" else "explore_warmup_failure_keys"
@@ -149,8 +138,8 @@ def evals_record(task: str, split: str, history: list[dict]) -> dict:
 
 
 class HeldOutEval(TrainerCallback):
-    """Greedy pass@1 on a fixed held-out subset (`eval_split`, normally validation) every `eval_steps` and at
-    the end; tracks best and last.
+    """Greedy pass@1 on a fixed held-out subset (`eval_split`, normally validation) every `eval_steps`, at
+    the end and, with `eval_at_start`, before the first step (step 0); tracks best and last.
 
     Results go to metrics.jsonl as `eval/accuracy` and `eval/parse_rate` (with `eval/split`), and to
     `evals.json` with the best and last step; the best model so far is saved in `best/` (whole or
@@ -165,15 +154,21 @@ class HeldOutEval(TrainerCallback):
         self.max_new_tokens = training_args.max_completion_length
         self.every = training_args.eval_steps
 
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.args.eval_at_start and state.global_step == 0:  # the untrained model: the "before" figure
+            self._evaluate(0, model, args.seed, state.is_world_process_zero)
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
-        if not (step == state.max_steps or (self.every and step % int(self.every) == 0)):
-            return
-        if state.is_world_process_zero:
+        if step == state.max_steps or (self.every and step % int(self.every) == 0):
+            self._evaluate(step, model, args.seed, state.is_world_process_zero)
+
+    def _evaluate(self, step: int, model, seed: int, main: bool) -> None:
+        if main:
             result = evaluate(
                 model, self.tokenizer, self.problems, shots=self.args.shots, exemplars=self.args.exemplars,
                 prefill=self.args.prefill, system_prompt=self.args.system_prompt, grading=self.args.grading,
-                batch_size=self.args.eval_batch_size, max_new_tokens=self.max_new_tokens, seed=args.seed, progress=False,
+                batch_size=self.args.eval_batch_size, max_new_tokens=self.max_new_tokens, seed=seed, progress=False,
             )
             if self._record(step, result):
                 tmp = staging(self.out / "best")
@@ -193,8 +188,8 @@ class HeldOutEval(TrainerCallback):
         history.append({"step": step, "accuracy": result["pass@1"], "parse_rate": result["parse_rate"]})
         record = evals_record(self.task, split, history)
         replace_text(path, json.dumps(record, indent=2))
-        print(f"[memoryr] step {step}: {self.task} {split} accuracy {result['pass@1']:.3f} "
-              f"(best {record['best']['accuracy']:.3f} at step {record['best']['step']})")
+        tqdm.write(f"[memoryr] step {step}: {self.task} {split} accuracy {result['pass@1']:.3f} "
+                   f"(best {record['best']['accuracy']:.3f} at step {record['best']['step']})")
         return record["best"]["step"] == step
 
 
@@ -341,19 +336,6 @@ def trimmed_logs(out: Path, step: int) -> dict[Path, str]:
     return contents
 
 
-def write_run_record(path: Path, script_args, training_args, model_args) -> None:
-    """run.json: everything needed to know what this run was."""
-    record = {
-        "format_version": 1,
-        "config": resolved_config(script_args, training_args, model_args),
-        "versions": library_versions(),
-        "seed": training_args.seed,
-        "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    replace_text(path, json.dumps(record, indent=2, default=str))  # the sweep reads it: never half-written
-
-
 def resume_point(out: Path) -> Path:
     """The newest complete checkpoint of a run folder, saying which newer ones were skipped and why."""
     if not out.is_dir():
@@ -379,6 +361,7 @@ def train(
     Everything is checked before the run folder changes: the checkpoint to resume, its memories, the
     logs to trim. One process at a time may write a run folder (`RunLock`).
     """
+    silence_library_deprecations()
     out = Path(training_args.output_dir)
     main = PartialState().is_main_process
     with ExitStack() as stack:
@@ -429,8 +412,12 @@ def train(
             share_prompt_prefix=script_args.share_prompt_prefix,
             pack_decode_weights=script_args.pack_decode_weights,
         )
+        if not training_args.disable_tqdm:  # one bar with the key numbers; every metric still goes to metrics.jsonl
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(KeyNumbersBar())
         if main:
-            write_run_record(out / "run.json", script_args, training_args, model_args)
+            write_run_record(out / "run.json", resolved_config(script_args, training_args, model_args),
+                             training_args.seed)
         if checkpoint is not None and _finished_at(checkpoint, training_args.max_steps):
             # transformers would run one step past the end when resuming a finished run's last checkpoint
             trainer._load_from_checkpoint(str(checkpoint))

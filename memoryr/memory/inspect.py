@@ -12,9 +12,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from memoryr.encoder import Encoder, SentenceEncoder
-from memoryr.memory import EpisodicMemory, MemoryFileError
-from memoryr.memory_rewards import FAILURE_FILE, STATE_FILE, SUCCESS_FILE
+from memoryr.memory.encoder import Encoder, SentenceEncoder
+from memoryr.memory.episodic import EpisodicMemory, MemoryFileError
+from memoryr.memory.rewards import FAILURE_FILE, STATE_FILE, SUCCESS_FILE
 
 NEWEST_SHOWN = 3
 RESPONSES_SHOWN = 3

@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from memoryr.data import load_problems
-from memoryr.evaluate import evaluate, load_for_eval, read_samples, resolve_eval_model
+from memoryr.evaluation.evaluate import evaluate, load_for_eval, read_samples, resolve_eval_model
+from memoryr.tasks.data import load_problems
 
 PROMPT = {"shots": 1, "exemplars": "word", "prefill": "<reasoning>\n"}
 

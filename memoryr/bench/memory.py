@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 
-from memoryr.encoder import Encoder, SentenceEncoder
-from memoryr.memory import EpisodicMemory
-from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig, explore_scores, exploit_scores
+from memoryr.memory.encoder import Encoder, SentenceEncoder
+from memoryr.memory.episodic import EpisodicMemory
+from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig, explore_scores, exploit_scores
 
 _NAMES = ["Ava", "Ben", "Chen", "Dana", "Eli", "Fatima", "Goran", "Hana"]
 _ITEMS = ["apples", "pencils", "stickers", "marbles", "cookies", "books", "coins", "shells"]

@@ -39,9 +39,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from memoryr.encoder import DEFAULT_MODEL, Encoder, SentenceEncoder
-from memoryr.memory_rewards import MemoryReward, MemoryRewardConfig
-from memoryr.rewards import RewardFn, correctness as correctness_reward
+from memoryr.memory.encoder import DEFAULT_MODEL, Encoder, SentenceEncoder
+from memoryr.memory.rewards import MemoryReward, MemoryRewardConfig
+from memoryr.tasks.rewards import RewardFn, correctness as correctness_reward
 
 MEMORY_FOLDER = "memory"  # inside each checkpoint, as `memoryr train` writes it
 

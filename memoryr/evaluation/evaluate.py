@@ -25,9 +25,10 @@ import math
 import time
 from pathlib import Path
 
-from memoryr.data import DataError, Problem, load_problems, parse_task_config
-from memoryr.grading import GRADING_MODES, grade, normalise
-from memoryr.prompts import EXEMPLARS, SYSTEM_PROMPTS, build_prompt
+from memoryr.run_record import library_versions
+from memoryr.tasks.data import DataError, Problem, load_problems, parse_task_config
+from memoryr.tasks.grading import GRADING_MODES, grade, normalise
+from memoryr.tasks.prompts import EXEMPLARS, SYSTEM_PROMPTS, build_prompt
 
 BACKENDS = ("auto", "transformers", "vllm")
 SAMPLE_FIELDS = {"index", "question", "gold", "completions", "num_tokens", "extracted", "correct"}
@@ -399,8 +400,6 @@ def parse_eval_args(argv: list[str]) -> argparse.Namespace:
 
 def eval_cli(argv: list[str]) -> None:
     """`memoryr eval`: evaluate a model on a task and write results.json + samples.jsonl (resumable)."""
-    from memoryr.train import library_versions
-
     args = parse_eval_args(argv)
     prefill = args.prefill.replace("\\n", "\n")  # a typed backslash-n means a newline
     settings = {

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from memoryr.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
-from memoryr.evaluate import read_samples
+from memoryr.evaluation.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
+from memoryr.evaluation.evaluate import read_samples
 
 METHODS = ("R1", "Cosine", "Memory-R", "Memory-R+")  # the paper's column order
 COLOURS = {"R1": "tab:blue", "Cosine": "tab:orange", "Memory-R": "tab:green", "Memory-R+": "tab:red"}

@@ -1,0 +1,1 @@
+"""Evaluation: measuring models and runs, summarising, reporting and comparing them, and sweeps of runs."""

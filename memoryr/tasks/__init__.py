@@ -1,0 +1,1 @@
+"""The task: problems, prompts, answer grading and the outcome rewards that judge a completion."""
