@@ -126,6 +126,19 @@ def test_thresholds_are_configurable_from_the_command_line(runs, tmp_path, capsy
         CollapseThresholds(edge=0)
 
 
+@pytest.mark.parametrize("before,flagged", [(0.05, False), (0.08, True)])
+def test_a_held_out_gain_over_the_untrained_model_is_not_reward_mode_collapse(tmp_path, before, flagged):
+    # training correctness falls while the format rewards max out; held-out accuracy ends at 10%
+    run = write_run(tmp_path / "run", R1, 0, COLLAPSED, evals=[0.30, 0.20, 0.10])
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(json.dumps({"eval/accuracy": before, "eval/parse_rate": 0.5, "step": 0}) + "\n" + metrics.read_text())
+    flag = report([run], tmp_path / "out", CollapseThresholds()).parent / "report.json"
+    reward_mode = json.loads(flag.read_text())["runs"][0]["flags"]["reward_mode"]
+    # 5% -> 10% is a gain of 0.05 (the threshold): not collapse; 8% -> 10% is not enough
+    assert reward_mode["flagged"] is flagged
+    assert f"held-out accuracy {100 * before:.1f}% before training -> 10.0% last" in reward_mode["why"]
+
+
 def test_length_pinned_at_the_maximum_is_collapse(tmp_path):
     run = write_run(tmp_path / "pinned", R1, 0, {**HEALTHY, "completions/clipped_ratio": (0.2, 0.95)})
     report([run], tmp_path / "out", CollapseThresholds())

@@ -54,6 +54,9 @@ class CollapseThresholds:
     correctness_flat: float = field(
         default=0.05, metadata={"help": "... while correctness (last minus first) changes by <= this"}
     )
+    heldout_rise: float = field(
+        default=0.05, metadata={"help": "... unless held-out accuracy, measured before training (step 0), rose by >= this"}
+    )
     zero_std_high: float = field(
         default=0.9, metadata={"help": "persistent zero advantage when mean frac_reward_zero_std >= this ..."}
     )
@@ -262,6 +265,13 @@ def _reward_mode_flag(run: Run, t: CollapseThresholds) -> dict:
     correctness_change = _window_mean(correct, t.edge, last=True) - _window_mean(correct, t.edge, last=False)
     flagged = format_rise >= t.format_rise and correctness_change <= t.correctness_flat
     why = f"format rewards {format_rise:+.2f}, {signal.split('/')[1]} {correctness_change:+.2f}"
+    # a held-out gain over the untrained model outweighs the training samples (one noisy prompt a step)
+    gain = _heldout_gain(run)
+    if gain is not None:
+        before, last = gain
+        why += f"; held-out accuracy {100 * before:.1f}% before training -> {100 * last:.1f}% last"
+        if flagged and last - before >= t.heldout_rise:
+            flagged = False
     return {
         "flagged": flagged,
         "format_rise": format_rise,
@@ -270,6 +280,14 @@ def _reward_mode_flag(run: Run, t: CollapseThresholds) -> dict:
         "format_keys": format_keys,
         "why": why,
     }
+
+
+def _heldout_gain(run: Run) -> tuple[float, float] | None:
+    """(accuracy before training, last accuracy) on the run's eval task, when it was measured at step 0."""
+    for history in run.evals.values():
+        if len(history) > 1 and history[0]["step"] == 0:
+            return history[0]["accuracy"], history[-1]["accuracy"]
+    return None
 
 
 def _zero_advantage_flag(run: Run, t: CollapseThresholds) -> dict:
@@ -665,7 +683,8 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
         "",
         f"First/last window: {t.edge:.0%} of logged steps. Length collapse: last mean length < "
         f"{t.length_drop} x first, or last clipped ratio >= {t.clip_pin}. Reward-mode collapse: summed "
-        f"format rewards rise >= {t.format_rise} while correctness changes <= {t.correctness_flat:+}. "
+        f"format rewards rise >= {t.format_rise} while correctness changes <= {t.correctness_flat:+}, unless "
+        f"held-out accuracy measured before training (`eval_at_start`) rose by >= {t.heldout_rise:.2f}. "
         f"Zero advantage: mean frac_reward_zero_std >= {t.zero_std_high} over the last "
         f"{t.zero_std_window:.0%} of steps.",
         "",

@@ -10,6 +10,7 @@ import logging
 import warnings
 
 from transformers.trainer_callback import ProgressCallback
+from transformers.utils import logging as transformers_logging
 
 # metrics.jsonl key -> label on the bar, in the order shown
 KEY_NUMBERS = {
@@ -36,6 +37,11 @@ def silence_library_deprecations() -> None:
     for message in LIBRARY_DEPRECATIONS:
         warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     logging.getLogger("transformers.utils.generic").addFilter(_DropCacheRename())
+
+
+def hide_library_bars() -> None:
+    """No transformers bars for loading or writing weights (each checkpoint would print two under the training bar)."""
+    transformers_logging.disable_progress_bar()
 
 
 def key_numbers(logs: dict) -> dict[str, str]:

@@ -37,7 +37,7 @@ from memoryr.tasks.prompts import build_prompt
 from memoryr.tasks.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
 from memoryr.training.config import ScriptArguments, resolved_config
 from memoryr.training.packed_decode import packed_generate, packing_fallback
-from memoryr.training.progress import KeyNumbersBar, silence_library_deprecations
+from memoryr.training.progress import KeyNumbersBar, hide_library_bars, silence_library_deprecations
 from memoryr.training.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
 
 CORRECTNESS_REWARDS = ("correctness", "cosine")  # > 0 means a correct completion in both
@@ -400,6 +400,7 @@ def train(
                 stack.enter_context(RunLock(out))
             else:
                 _prepare_resume(out, checkpoint, logs, training_args.save_total_limit)
+        hide_library_bars()  # downloads are done; bars for loading and saving weights would break the training bar
         trainer = trainer_cls(
             model=model_path,
             reward_funcs=reward_funcs,
