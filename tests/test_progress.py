@@ -1,5 +1,6 @@
 """The training console's bar: which numbers it shows, from one step's logs."""
 
+import logging
 import warnings
 
 from memoryr.training.progress import key_numbers, silence_library_deprecations
@@ -24,3 +25,7 @@ def test_only_the_library_deprecations_are_silenced():
         warnings.warn("`past_key_values` is deprecated and will be removed in version 5.40.0", FutureWarning)
         warnings.warn("memoryr's own notice", FutureWarning)
     assert [str(w.message) for w in caught] == ["memoryr's own notice"]
+    logger = logging.getLogger("transformers.utils.generic")
+    filters = len(logger.filters)
+    silence_library_deprecations()  # the CLI and train() both call it: the second adds nothing
+    assert len(logger.filters) == filters

@@ -32,11 +32,14 @@ class _DropCacheRename(logging.Filter):
         return "`past_key_values`/`cache_params` are deprecated" not in record.getMessage()
 
 
+_DROP_CACHE_RENAME = _DropCacheRename()  # one instance, so a second call adds nothing (Logger.addFilter skips it)
+
+
 def silence_library_deprecations() -> None:
     """Hide the library deprecation notices the training loop triggers on every run (not memoryr's own)."""
     for message in LIBRARY_DEPRECATIONS:
         warnings.filterwarnings("ignore", message=message, category=FutureWarning)
-    logging.getLogger("transformers.utils.generic").addFilter(_DropCacheRename())
+    logging.getLogger("transformers.utils.generic").addFilter(_DROP_CACHE_RENAME)
 
 
 def hide_library_bars() -> None:
