@@ -387,3 +387,18 @@ def test_mechanism_rows_in_the_dynamics_table(tmp_path):
     assert "| groups with at least one correct completion | 0.27 -> 0.73 |" in text
     assert "explore (normalised), correct completions" not in text  # not logged
     assert "Paired comparisons" not in text  # one method: nothing to compare
+
+
+def test_tied_groups_come_from_memoryr_or_are_recovered_from_trls_metric(tmp_path):
+    # TRL logs frac_reward_zero_std 0 for groups of equal weighted totals (their float32 std is 2.5e-7)
+    trl = {**HEALTHY, "frac_reward_zero_std": (0.0, 0.0)}
+    ramp_down = load_run(write_run(tmp_path / "ramp", R1, 1, {**trl, "reward_std": (0.6, 2.5e-7)}))
+    assert ramp_down.steps[0]["frac_groups_tied"] == 0.0  # rewards spread: TRL's value stands
+    assert ramp_down.steps[-1]["frac_groups_tied"] == 1.0  # no spread at all: every group tied
+    logged = load_run(write_run(tmp_path / "new", R1, 2, {**trl, "reward_std": (2.5e-7, 2.5e-7),
+                                                          "frac_groups_tied": (0.5, 0.5)}))
+    assert {r["frac_groups_tied"] for r in logged.steps} == {0.5}  # logged by memoryr: used as it is
+    tied = write_run(tmp_path / "tied", R1, 3, {**trl, "reward_std": (2.5e-7, 2.5e-7)})
+    flags = json.loads((report([tied], tmp_path / "out", CollapseThresholds()).parent / "report.json").read_text())
+    zero = flags["runs"][0]["flags"]["zero_advantage"]
+    assert zero["flagged"] and "zero-std groups 1.00" in zero["why"]

@@ -5,13 +5,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.numpy import load_file
+from trl.trainer.utils import nanstd
 
 from memoryr.evaluation.summary import summarise_run
 from memoryr.models import load_tokenizer
 from memoryr.tasks.prompts import build_prompt
 from memoryr.training.config import parse_config
-from memoryr.training.train import _prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens, train, trimmed_logs
+from memoryr.training.train import (_prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens,
+                                   tied_groups_fraction, train, trimmed_logs)
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -27,6 +30,23 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_tied_groups_are_counted_on_weighted_totals_despite_float32_rounding():
+    weights = torch.tensor([1.72, 1.0, 1.0, 1.0, 1.0])  # study 2's reweighted control: 1.72 is not exact in float32
+    right = [1.0, 0.0, 0.5, 0.5, 1.0]  # total 3.72
+    tied = torch.tensor([right] * 8)
+    apart = torch.tensor([right] * 7 + [[0.0, 0.0, 0.5, 0.5, 1.0]])  # one wrong completion: total 2.0
+    totals = (tied * weights).nansum(dim=1).view(1, 8)
+    assert not torch.isclose(nanstd(totals, dim=1), torch.zeros(1))  # TRL's test calls this group untied
+    assert tied_groups_fraction(tied, weights, group_size=8) == 1.0
+    assert tied_groups_fraction(torch.cat([tied, apart]), weights, group_size=8) == 0.5
+    unscored = tied.clone()
+    unscored[1] = float("nan")  # a completion no reward function scored is left out
+    assert tied_groups_fraction(torch.cat([apart, unscored]), weights, group_size=8) == 0.5
+    nearly = tied.clone()
+    nearly[0, 1] += 1e-7  # below the tolerance: no advantage to learn from
+    assert tied_groups_fraction(nearly, weights, group_size=8) == 1.0
+
+
 @pytest.mark.slow
 def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tiny_model_path, data_dir, capsys, recwarn):
     out = run(tmp_path / "run", "gsm8k-memoryrplus-cpu.yaml", "--max_steps", "3", "--save_steps", "3",
@@ -35,7 +55,7 @@ def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tin
     assert [r["step"] for r in rows] == [1, 2, 3]
     required = ["rewards/correctness/mean", "rewards/correctness/std", "rewards/xml_count/mean", "rewards/memoryr+/mean",
                 "completions/mean_length", "completions/min_length", "completions/max_length",
-                "completions/clipped_ratio", "frac_reward_zero_std", "frac_groups_with_correct", "loss", "learning_rate", "step_time",
+                "completions/clipped_ratio", "frac_reward_zero_std", "frac_groups_tied", "frac_groups_with_correct", "loss", "learning_rate", "step_time",
                 "memory/failure_entries", "memory/seconds"]
     for key in required:
         assert key in rows[-1], key

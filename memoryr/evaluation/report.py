@@ -26,6 +26,7 @@ from pathlib import Path
 
 from memoryr.evaluation.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
 from memoryr.evaluation.evaluate import read_samples
+from memoryr.tasks.rewards import TIE_TOLERANCE
 
 METHODS = ("R1", "Cosine", "Memory-R", "Memory-R+")  # the paper's column order
 COLOURS = {"R1": "tab:blue", "Cosine": "tab:orange", "Memory-R": "tab:green", "Memory-R+": "tab:red"}
@@ -58,7 +59,7 @@ class CollapseThresholds:
         default=0.05, metadata={"help": "... unless held-out accuracy, measured before training (step 0), rose by >= this"}
     )
     zero_std_high: float = field(
-        default=0.9, metadata={"help": "persistent zero advantage when mean frac_reward_zero_std >= this ..."}
+        default=0.9, metadata={"help": "persistent zero advantage when mean frac_groups_tied >= this ..."}
     )
     zero_std_window: float = field(default=0.25, metadata={"help": "... over this last fraction of steps"})
 
@@ -147,6 +148,13 @@ def load_held_out(folder: Path) -> HeldOutEval | None:
     )
 
 
+def _tied_from_trl(row: dict) -> float:
+    """`frac_groups_tied` of a step logged before memoryr logged it: TRL's `frac_reward_zero_std`, or every
+    group when the step's rewards have no spread at all (TRL's float32 test misses ties of weighted sums)."""
+    no_spread = row.get("reward_std") is not None and row["reward_std"] < TIE_TOLERANCE
+    return 1.0 if no_spread else row["frac_reward_zero_std"]
+
+
 def load_run(path: Path) -> Run:
     """A run folder's method, seed, training records, eval accuracy series and held-out test evaluations."""
     path = Path(path)
@@ -162,6 +170,9 @@ def load_run(path: Path) -> Run:
     steps = [r for r in rows if "loss" in r]
     if not steps:
         raise ValueError(f"{path / 'metrics.jsonl'} has no training steps logged yet")
+    for row in steps:
+        if row.get("frac_groups_tied") is None and row.get("frac_reward_zero_std") is not None:
+            row["frac_groups_tied"] = _tied_from_trl(row)
     script = config["script"]
     default_task = script.get("eval_task") or script.get("task", "eval")
     evals: dict[str, dict[int, dict]] = {}
@@ -291,9 +302,9 @@ def _heldout_gain(run: Run) -> tuple[float, float] | None:
 
 
 def _zero_advantage_flag(run: Run, t: CollapseThresholds) -> dict:
-    _, zero_std = _series(run, "frac_reward_zero_std")
+    _, zero_std = _series(run, "frac_groups_tied")
     if not zero_std:
-        return _not_measured("frac_reward_zero_std not logged")
+        return _not_measured("frac_groups_tied not logged")
     late = _window_mean(zero_std, t.zero_std_window, last=True)
     why = f"zero-std groups {late:.2f} over the last {t.zero_std_window:.0%} of steps"
     return {"flagged": late >= t.zero_std_high, "late_zero_std": late, "why": why}
@@ -428,7 +439,7 @@ DYNAMICS = (  # (metrics.jsonl key, row name) for the first -> last table
     ("rewards/strict_format/mean", "strict-format reward"),
     ("completions/mean_length", "completion length (tokens)"),
     ("entropy", "entropy (nats)"),
-    ("frac_reward_zero_std", "groups with zero reward std"),
+    ("frac_groups_tied", "groups with zero reward std"),
     ("memory/success_entries", "success-memory responses"),
     ("memory/failure_entries", "failure-memory responses"),
     ("memory/exploit_raw_mean", "raw exploitation score"),
@@ -539,7 +550,7 @@ def write_plots(runs: list[Run], out: Path) -> list[Path]:
         "rewards.png": ("Reward components (mean per step)", reward_panels),
         "correctness.png": ("Correctness reward", [("rewards/correctness/mean", "correctness")]),
         "length.png": ("Completion length (tokens)", [(f"completions/{s}_length", s) for s in ("mean", "min", "max")]),
-        "zero_std.png": ("Groups with zero reward std (no advantage signal)", [("frac_reward_zero_std", "fraction")]),
+        "zero_std.png": ("Groups with zero reward std (no advantage signal)", [("frac_groups_tied", "fraction")]),
         "entropy.png": ("Policy entropy of the sampled tokens (nats)", [("entropy", "entropy")]),
         "memory.png": ("Episodic memories", [(f"memory/{k}", k) for k in (
             "success_entries", "failure_entries", "exploit_raw_mean", "explore_raw_mean")]),
@@ -685,7 +696,7 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
         f"{t.length_drop} x first, or last clipped ratio >= {t.clip_pin}. Reward-mode collapse: summed "
         f"format rewards rise >= {t.format_rise} while correctness changes <= {t.correctness_flat:+}, unless "
         f"held-out accuracy measured before training (`eval_at_start`) rose by >= {t.heldout_rise:.2f}. "
-        f"Zero advantage: mean frac_reward_zero_std >= {t.zero_std_high} over the last "
+        f"Zero advantage: mean frac_groups_tied >= {t.zero_std_high} over the last "
         f"{t.zero_std_window:.0%} of steps.",
         "",
         "| run | method | seed | steps | length collapse | reward-mode collapse | zero advantage |",

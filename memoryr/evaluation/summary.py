@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-KEYS = ("reward", "frac_reward_zero_std", "completions/mean_length", "entropy", "loss", "step_time")
+KEYS = ("reward", "frac_groups_tied", "completions/mean_length", "entropy", "loss", "step_time")
 
 
 def read_metrics(run: Path) -> list[dict]:

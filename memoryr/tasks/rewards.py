@@ -116,6 +116,7 @@ REWARDS: dict[str, RewardFn] = {
 }
 MEMORY_REWARDS = ("memoryr", "memoryr+")
 DEFAULT_REWARDS = ["correctness", "int_answer", "strict_format", "soft_format", "xml_count"]  # the R1 set: a recipe's default
+TIE_TOLERANCE = 1e-6  # a group's total rewards closer than this give |advantage| < 0.01 under TRL's std + 1e-4 scaling
 
 
 def outcome_reward(name: str, grading: str = "strict", max_len: int = 256) -> RewardFn:

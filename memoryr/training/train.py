@@ -34,7 +34,7 @@ from memoryr.models import load_tokenizer, resolve_model
 from memoryr.run_record import write_run_record
 from memoryr.tasks.data import Problem, load_problems, parse_task_config
 from memoryr.tasks.prompts import build_prompt
-from memoryr.tasks.rewards import MEMORY_REWARDS, RewardFn, correctness, outcome_reward
+from memoryr.tasks.rewards import MEMORY_REWARDS, TIE_TOLERANCE, RewardFn, correctness, outcome_reward
 from memoryr.training.config import ScriptArguments, resolved_config
 from memoryr.training.packed_decode import packed_generate, packing_fallback
 from memoryr.training.progress import KeyNumbersBar, hide_library_bars, silence_library_deprecations
@@ -267,12 +267,17 @@ class MemoryrTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's rewards (the whole step's, gathered), plus `frac_groups_with_correct`: the share of prompt
-        groups holding at least one correct completion, i.e. where a success can be learnt from."""
+        groups holding at least one correct completion, i.e. where a success can be learnt from, and
+        `frac_groups_tied` (see `tied_groups_fraction`)."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if not self.model.training:
+            return rewards
         names = [n for n in CORRECTNESS_REWARDS if n in self.reward_func_names]
-        if names and self.model.training:
+        if names:
             column = rewards[:, self.reward_func_names.index(names[0])].view(-1, self.num_generations)
             self._metrics["train"]["frac_groups_with_correct"].append((column > 0).any(dim=1).float().mean().item())
+        tied = tied_groups_fraction(rewards, self.reward_weights, self.num_generations)
+        self._metrics["train"]["frac_groups_tied"].append(tied)
         return rewards
 
     def _save_checkpoint(self, model, trial):
@@ -298,6 +303,21 @@ class MemoryrTrainer(GRPOTrainer):
     def _save_optimizer_and_scheduler(self, output_dir):
         crash_point("after-model-save")  # the model files are written, the optimizer not yet
         super()._save_optimizer_and_scheduler(output_dir)
+
+
+def tied_groups_fraction(rewards: torch.Tensor, weights: torch.Tensor, group_size: int,
+                         tolerance: float = TIE_TOLERANCE) -> float:
+    """Share of prompt groups whose weighted total rewards all lie within `tolerance`: no advantage to learn from.
+
+    TRL's `frac_reward_zero_std` tests a float32 std with `isclose` (atol 1e-8), which float32 rounding of a
+    weighted sum exceeds (eight equal totals under reward_weights [1.72, 1, ...] have a std of 2.5e-7), so it
+    counts such groups as untied. Totals here are float64; rows without any reward (all NaN) are left out.
+    """
+    totals = (rewards.double() * weights.double().to(rewards.device)).nansum(dim=1)
+    totals[torch.isnan(rewards).all(dim=1)] = float("nan")
+    groups = totals.view(-1, group_size)
+    spread = groups.nan_to_num(nan=-torch.inf).amax(dim=1) - groups.nan_to_num(nan=torch.inf).amin(dim=1)
+    return (spread < tolerance).double().mean().item()  # an all-NaN group: -inf - inf, tied
 
 
 def trimmed_logs(out: Path, step: int) -> dict[Path, str]:
