@@ -18,8 +18,8 @@ import yaml
 
 from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete
 from memoryr.cli import main
-from memoryr.evaluation.sweep import (Job, SweepError, _progress, _start_next, _time_left, child_env, load_sweep,
-                                      report_finished, run_sweep)
+from memoryr.evaluation.sweep import (Job, SweepError, _open_run, _progress, _start_next, _time_left, child_env,
+                                      load_sweep, report_finished, run_sweep)
 
 REPO = Path(__file__).resolve().parents[1]
 R1 = REPO / "recipes" / "gsm8k-r1-cpu.yaml"
@@ -114,6 +114,7 @@ def artefacts(run: Path) -> dict:
     ({"baseline": ["R1"]}, "baseline must be a non-empty string"),
     ({"report": 3}, "report must be a non-empty string, got 3"),
     ({"out": None}, "out must be a non-empty string, got None"),
+    ({"keep_checkpoints": "yes"}, "keep_checkpoints must be true or false, got 'yes'"),
     ({"baseline": "Nope", "recipes": [str(R1), str(MEMORYR_PLUS)]},
      r"baseline 'Nope' names no method of this sweep \(methods: R1, Memory-R\+\)"),
 ])
@@ -225,6 +226,35 @@ def test_best_chosen_at_the_last_step_is_not_evaluated_twice(tmp_path):
     assert (run / "eval-last" / "samples.jsonl").read_bytes() == (run / "eval-best" / "samples.jsonl").read_bytes()
 
 
+def with_checkpoints(run: Path) -> Path:
+    for step in (1, 2):
+        (run / f"checkpoint-{step}").mkdir()
+        (run / f"checkpoint-{step}" / MARKER).write_text(json.dumps({"step": step}))
+    return run
+
+
+def test_a_trained_runs_checkpoints_are_removed_unless_kept(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path))
+    # just trained: the next phase starts without the resume points; best/ and final/ stay
+    trained = with_checkpoints(finished_run(tmp_path / "trained", best_step=2))
+    job = Job(trained, tmp_path / "trained.log", ["eval-last"], [], False, "training", phase="train")
+    _start_next(sweep, job)
+    assert not list(trained.glob("checkpoint-*")) and is_complete(trained / "final")
+    # finished by an earlier sweep: removed when the sweep comes to it
+    earlier = with_checkpoints(finished_run(tmp_path / "runs" / RUN1, best_step=2))
+    assert _open_run(sweep, R1, 1) is not None and not list(earlier.glob("checkpoint-*"))
+    # no complete final/ (a failed training): they are what a rerun resumes from
+    failed = with_checkpoints(finished_run(tmp_path / "failed", best_step=2))
+    (failed / "final" / MARKER).unlink()
+    _start_next(sweep, Job(failed, tmp_path / "failed.log", [], [], False, "training", phase="train"))
+    assert len(list(failed.glob("checkpoint-*"))) == 2
+    # keep_checkpoints: true
+    kept = with_checkpoints(finished_run(tmp_path / "kept", best_step=2))
+    keeping = load_sweep(write_sweep(tmp_path / "keeping", keep_checkpoints=True))
+    _start_next(keeping, Job(kept, tmp_path / "kept.log", ["eval-last"], [], False, "training", phase="train"))
+    assert len(list(kept.glob("checkpoint-*"))) == 2
+
+
 def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
     sweep = load_sweep(write_sweep(tmp_path))
     run = finished_run(tmp_path / "run", best_step=1)
@@ -244,9 +274,10 @@ def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_model_path, data_dir):
-    """Two tiny runs at once (`--jobs 2`, one thread each), evaluated and reported: (folder, console output)."""
+    """Two tiny runs at once (`--jobs 2`, one thread each), evaluated and reported: (folder, console output).
+    Their checkpoints are kept, for the resume test."""
     folder = tmp_path_factory.mktemp("reference")
-    code, out, err = finish(start_sweep(write_sweep(folder, baseline="R1"), "--jobs", "2"))
+    code, out, err = finish(start_sweep(write_sweep(folder, baseline="R1", keep_checkpoints=True), "--jobs", "2"))
     assert code == 0, err
     return folder, out
 
@@ -261,6 +292,7 @@ def test_two_runs_at_once_finish_with_their_logs_and_report(reference):
     for seed, name in ((1, RUN1), (2, RUN2)):
         run = runs / name
         assert is_complete(run / "final") and json.loads((run / "run.json").read_text())["seed"] == seed
+        assert is_complete(run / "checkpoint-2")  # keep_checkpoints: true
         for phase in ("eval-best", "eval-last"):
             results = json.loads((run / phase / "results.json").read_text())
             # on the run's test split, with its own seed and completion length
@@ -336,6 +368,7 @@ def test_crashes_and_signals_at_every_point_resume_to_the_same_results(reference
     assert code == 0, err
     assert f"{RUN1}: finished, skipped" in out and (tmp_path / "report" / "report.md").exists()
     assert artefacts(run) == artefacts(reference[0] / "runs" / RUN1)
+    assert not list(run.glob("checkpoint-*"))  # removed once final/ was complete (the default)
 
 
 @pytest.mark.slow

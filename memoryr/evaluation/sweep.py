@@ -14,8 +14,10 @@ its newest complete checkpoint, memories included, or starts again when it has n
 lets the running ones finish, starts no new one and fails the sweep naming its log. SIGINT, SIGTERM
 and SIGHUP stop every child before the sweep exits (on Linux a child also dies with a sweep killed
 by SIGKILL), and one sweep at a time may use an out folder; rerunning the same command resumes.
-The report over all runs comes last, with each run's small artefacts (no weights) copied beside
-it; `--report-only` reports the runs finished so far. The sweep file:
+Once a run's `final/` is complete its `checkpoint-N/` folders (resume points, 1.6 GB each for a
+135M model with its optimizer state) are removed, unless `keep_checkpoints: true`; `best/` and
+`final/` stay. The report over all runs comes last, with each run's small artefacts (no weights)
+copied beside it; `--report-only` reports the runs finished so far. The sweep file:
 
     out: runs/cpu-study            # one folder per run: <recipe name>-seed<seed>
     recipes: [recipes/arith-r1-cpu.yaml, recipes/arith-memoryrplus-cpu.yaml]
@@ -25,6 +27,7 @@ it; `--report-only` reports the runs finished so far. The sweep file:
     jobs: 2                        # optional: runs at once (default 1; `--jobs` wins)
     baseline: R1                   # optional: the method the report compares the others with
     report: results/cpu-study      # optional: where the report goes (default: <out>/report)
+    keep_checkpoints: false        # optional: keep finished runs' checkpoint-N/ folders (default false)
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ from typing import Callable
 
 import yaml
 
-from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, crash_point, is_complete, latest_complete_checkpoint,
-                                 staging, swap_in)
+from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, crash_point, is_complete,
+                                 latest_complete_checkpoint, staging, swap_in)
 
-KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report")
+KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints")
 MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -83,6 +86,7 @@ class Sweep:
     jobs: int = 1
     baseline: str | None = None
     report: Path | None = None
+    keep_checkpoints: bool = False
 
 
 # ---------------------------------------------------------------- the sweep file
@@ -158,6 +162,8 @@ def load_sweep(path: Path) -> Sweep:
         raise bad("overrides", 'a list of command-line words, e.g. [--max_steps, "60"]')
     if "eval_limit" in raw and (not _is_int(raw["eval_limit"]) or raw["eval_limit"] < 1):
         raise bad("eval_limit", "a positive integer")
+    if "keep_checkpoints" in raw and not isinstance(raw["keep_checkpoints"], bool):
+        raise bad("keep_checkpoints", "true or false")
     sweep = Sweep(
         out=Path(raw["out"]),
         recipes=[Path(r) for r in recipes],
@@ -167,6 +173,7 @@ def load_sweep(path: Path) -> Sweep:
         jobs=check_jobs(raw.get("jobs", 1), f"{path}: jobs"),
         baseline=raw.get("baseline"),
         report=Path(raw["report"]) if "report" in raw else None,
+        keep_checkpoints=raw.get("keep_checkpoints", False),
     )
     if sweep.baseline is not None:
         methods = list(dict.fromkeys(recipe_method(r) for r in sweep.recipes))
@@ -345,12 +352,26 @@ class Job:
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
 
+def prune_checkpoints(folder: Path) -> int:
+    """Remove a finished run's `checkpoint-N/` folders (they only serve a resume); returns how many.
+
+    Each loses its completion marker first, so one half removed by a crash is never resumed from.
+    """
+    found = checkpoints(folder)
+    for checkpoint in found:
+        (checkpoint / MARKER).unlink(missing_ok=True)
+        shutil.rmtree(checkpoint)
+    return len(found)
+
+
 def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
     """What a run still needs: None when finished and evaluated; else a Job (a restart first removes its folder)."""
     folder = run_dir(sweep, recipe, seed)
     log = log_path(sweep, folder)
     echoed = log.stat().st_size if log.exists() else 0
     if is_complete(folder / "final"):
+        if not sweep.keep_checkpoints:
+            prune_checkpoints(folder)
         phases = [p for p in MODELS if _eval_needed(folder, p)]
         return Job(folder, log, phases, [], False, "finished, evaluating", echoed=echoed) if phases else None
     train = ["train", "--config", str(recipe), *sweep.overrides, "--seed", str(seed), "--output_dir", str(folder)]
@@ -371,6 +392,8 @@ def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
 
 def _start_next(sweep: Sweep, job: Job) -> bool:
     """Start the job's next phase that has work to do; False when none is left."""
+    if job.phase == "train" and not sweep.keep_checkpoints and is_complete(job.folder / "final"):
+        prune_checkpoints(job.folder)
     while job.phases:
         job.phase = job.phases.pop(0)
         if job.phase == "train":
