@@ -18,8 +18,8 @@ import yaml
 
 from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete
 from memoryr.cli import main
-from memoryr.evaluation.sweep import (Job, SweepError, _open_run, _progress, _start_next, _time_left, child_env,
-                                      load_sweep, report_finished, run_sweep)
+from memoryr.evaluation.sweep import (Job, SweepError, _failure_line, _open_run, _progress, _start_next, _time_left,
+                                      child_env, load_sweep, report_finished, run_sweep)
 
 REPO = Path(__file__).resolve().parents[1]
 R1 = REPO / "recipes" / "gsm8k-r1-cpu.yaml"
@@ -191,6 +191,22 @@ def test_progress_shows_the_last_step_or_the_problems_evaluated(tmp_path):
     (run / "eval-best").mkdir()
     (run / "eval-best" / "samples.jsonl").write_text('{"index": 0}\n{"index": 1}\n')
     assert _progress(sweep, job) == "2/3 problems"
+
+
+def test_a_failure_is_told_by_its_error_line_not_the_progress_bar_after_it(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("memoryr train --config r.yaml\n 40%|####      | 32/80 [07:00<10:30]\r 50%|#####     | 40/80\n"
+                   "Traceback (most recent call last):\n  File \"train.py\", line 1, in save\n"
+                   "safetensors._safetensors_rust.SafetensorError: Error while serializing: I/O error: No space left "
+                   "on device (os error 28)\n 50%|#####     | 40/80 [09:03<09:03, 13.59s/it]\n")
+    assert _failure_line(log) == ("safetensors._safetensors_rust.SafetensorError: Error while serializing: I/O error: "
+                                  "No space left on device (os error 28)")
+    log.write_text("step 1\nerror: --max_steps must be a positive integer, got -5\n")
+    assert _failure_line(log) == "error: --max_steps must be a positive integer, got -5"
+    log.write_text("step 1\n\n killed by the kernel \n")
+    assert _failure_line(log) == "killed by the kernel"  # no error line: the last one
+    log.write_text("")
+    assert _failure_line(log) == "no output"
 
 
 def test_time_left_shares_the_remaining_work_between_the_jobs(tmp_path):

@@ -36,6 +36,7 @@ import codecs
 import ctypes
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -419,13 +420,18 @@ def _echo(job: Job) -> None:
     print(job.decoder.decode(data), end="", flush=True)
 
 
-def _last_line(log: Path) -> str:
-    """The last non-empty line of a log (a failed child's `error:` line), read from its tail."""
+_FAILURE = re.compile(r"^(error:|[\w.]+(Error|Exception)\b)")  # memoryr's error line, a traceback's last line
+
+
+def _failure_line(log: Path) -> str:
+    """Why a child failed, from its log's tail: the last `error:` or exception line (a progress bar may
+    follow a traceback), else the last non-empty line."""
     with open(log, "rb") as f:
-        f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
         text = f.read().decode(errors="replace")
     lines = [part.strip() for line in text.splitlines() for part in line.split("\r") if part.strip()]
-    return lines[-1][:300] if lines else "no output"
+    failures = [line for line in lines if _FAILURE.match(line)]
+    return (failures or lines or ["no output"])[-1][:300]
 
 
 def _last_step(metrics: Path) -> int | None:
@@ -514,7 +520,7 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                 if code != 0:
                     active.remove(job)
                     failures.append(f"{job.folder.name} ({job.phase} failed with exit status {code}: "
-                                    f"{_last_line(job.log)}; log: {job.log})")
+                                    f"{_failure_line(job.log)}; log: {job.log})")
                     print(f"{job.folder.name}: {job.phase} failed (exit status {code}); log: {job.log}")
                     continue
                 crash_point(f"sweep-after-{job.phase}")
