@@ -249,13 +249,14 @@ def with_checkpoints(run: Path) -> Path:
     return run
 
 
-def test_a_trained_runs_checkpoints_are_removed_unless_kept(tmp_path):
+def test_a_trained_runs_checkpoints_are_removed_unless_kept(tmp_path, capsys):
     sweep = load_sweep(write_sweep(tmp_path))
     # just trained: the next phase starts without the resume points; best/ and final/ stay
     trained = with_checkpoints(finished_run(tmp_path / "trained", best_step=2))
     job = Job(trained, tmp_path / "trained.log", ["eval-last"], [], False, "training", phase="train")
     _start_next(sweep, job)
     assert not list(trained.glob("checkpoint-*")) and is_complete(trained / "final")
+    assert "trained: removed checkpoint-2, checkpoint-1 (final/ is complete" in capsys.readouterr().out
     # finished by an earlier sweep: removed when the sweep comes to it
     earlier = with_checkpoints(finished_run(tmp_path / "runs" / RUN1, best_step=2))
     assert _open_run(sweep, R1, 1) is not None and not list(earlier.glob("checkpoint-*"))

@@ -353,8 +353,8 @@ class Job:
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
 
-def prune_checkpoints(folder: Path) -> int:
-    """Remove a finished run's `checkpoint-N/` folders (they only serve a resume); returns how many.
+def prune_checkpoints(folder: Path) -> None:
+    """Remove a finished run's `checkpoint-N/` folders (they only serve a resume), saying so.
 
     Each loses its completion marker first, so one half removed by a crash is never resumed from.
     """
@@ -362,7 +362,9 @@ def prune_checkpoints(folder: Path) -> int:
     for checkpoint in found:
         (checkpoint / MARKER).unlink(missing_ok=True)
         shutil.rmtree(checkpoint)
-    return len(found)
+    if found:
+        print(f"  {folder.name}: removed {', '.join(c.name for c in found)} (final/ is complete; "
+              "keep_checkpoints: true keeps them)")
 
 
 def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
