@@ -198,6 +198,7 @@ def test_training_dynamics_average_each_runs_first_and_last_windows(runs, tmp_pa
     # Memory-R+ (HEALTHY): failure memory 8 -> 400, so 8 + 392 * 2/49 = 24 and 8 + 392 * 47/49 = 384
     assert dynamics["memory/failure_entries"] == {"Memory-R+": {"n": 1, "first": 24.0, "last": 384.0}}
     text = md.read_text()
+    assert "| runs averaged | 2 | 1 |" in text
     assert "| entropy (nats) | 0.68 -> 0.23 | 1.19 -> 0.91 |" in text
     assert "| failure-memory responses | - | 24 -> 384 |" in text
     assert "cosine reward" not in text  # no run logged it

@@ -711,10 +711,13 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
         "## Training dynamics",
         "",
         f"First -> last: means over the first and last {t.edge:.0%} of each run's logged steps, averaged over "
-        "the method's runs (training samples, not held-out problems).",
+        "the method's runs (training samples, not held-out problems). Methods averaged over different numbers of "
+        "runs (a sweep still running) are not compared seed for seed.",
         "",
         "| metric | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
+        "| runs averaged | " + " | ".join(str(max((c[m]["n"] for c in dynamics.values() if m in c), default=0))
+                                       for m in methods) + " |",
     ]
     for key, name in DYNAMICS:
         if key in dynamics:
