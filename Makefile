@@ -35,18 +35,18 @@ demo: install
 study: install
 	$(VENV)/bin/memoryr sweep sweeps/cpu-study.yaml
 
-# Study 2: R1, Memory-R+ (reference and paper modes) and the reweighted-correctness control, 8 seeds paired,
-# two runs at a time, then the untrained model on each seed's test problems; about 7.5 hours on 2 cores.
-# Rerun to resume; results in results/study2/report and results/study2/untrained.
+# Study 2: R1, Memory-R+ (reference and paper modes) and the reweighted-correctness control, 8 seeds paired:
+# first the untrained model on each seed's test problems (3.5 min each), then the runs two at a time (about
+# 7 hours on 2 cores). Rerun to resume; results in results/study2/report and results/study2/untrained.
 STUDY2_TASK := {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+", "-"], "allow_parentheses": false, "allow_negation": false}
 study2: install
-	$(VENV)/bin/memoryr sweep sweeps/study2.yaml
 	for seed in 1 2 3 4 5 6 7 8; do \
 	  $(VENV)/bin/memoryr eval --model smollm2-135m-instruct --task reasoning-gym:basic_arithmetic --split test \
 	    --limit 500 --shots 3 --exemplars arith1 --prefill '<reasoning>\n' --max-new-tokens 96 --seed $$seed \
 	    --task-size 2000 --batch-size 32 --task-config '$(STUDY2_TASK)' --output results/study2/untrained/seed$$seed \
 	    || exit 1; \
 	done
+	$(VENV)/bin/memoryr sweep sweeps/study2.yaml
 
 test: install
 	$(PY) -m pytest -q

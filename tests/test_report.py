@@ -207,19 +207,20 @@ def test_training_dynamics_average_each_runs_first_and_last_windows(runs, tmp_pa
 # ---------------------------------------------------------------- held-out test evaluations, paired comparisons
 
 
-def write_held_out(run: Path, model: str, verdicts: str, status: str = "complete") -> None:
+def write_held_out(run: Path, model: str, verdicts: str, status: str = "complete", seed: int = 0) -> Path:
     """eval-<model>/ as `memoryr eval` writes it; verdicts "1101" marks problems 0, 1 and 3 correct. samples.jsonl is
     written in reverse index order: the report must put problems back in index order."""
     folder = run / f"eval-{model}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     correct = [v == "1" for v in verdicts]
     metrics = {"n": len(correct), "pass@1": sum(correct) / len(correct), "parse_rate": 1.0, "mean_length": 5.0}
     results = {"format_version": 1, "status": status, "task": "gsm8k", "split": "test", "metrics": metrics,
-               "settings": {"seed": 0, "split": "test", "limit": len(correct)}}
+               "settings": {"seed": seed, "split": "test", "limit": len(correct)}}
     (folder / "results.json").write_text(json.dumps(results))
     samples = [{"index": i, "question": f"q{i}", "gold": "7", "completions": ["..."], "num_tokens": [5],
                 "extracted": ["7" if c else "8"], "correct": [c]} for i, c in enumerate(correct)]
     (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(samples)))
+    return folder
 
 
 # Per seed, 10 test problems. best: R1 30/50/40 %, Memory-R+ 60/40/40 %; last: R1 20/40/30 %, Memory-R+ 30/50/40 %.
@@ -240,8 +241,8 @@ def sweep(tmp_path) -> list[Path]:
     for (method, seed), (best, last) in HELD_OUT.items():
         funcs = R1 + ["memoryr+"] if method == "Memory-R+" else R1
         run = write_run(tmp_path / f"{method}-s{seed}", funcs, seed, HEALTHY, evals=[0.3, 0.4], eval_split="validation")
-        write_held_out(run, "best", best)
-        write_held_out(run, "last", last)
+        write_held_out(run, "best", best, seed=seed)
+        write_held_out(run, "last", last, seed=seed)
         folders.append(run)
     return folders
 
@@ -403,3 +404,47 @@ def test_tied_groups_come_from_memoryr_or_are_recovered_from_trls_metric(tmp_pat
     flags = json.loads((report([tied], tmp_path / "out", CollapseThresholds()).parent / "report.json").read_text())
     zero = flags["runs"][0]["flags"]["zero_advantage"]
     assert zero["flagged"] and "zero-std groups 1.00" in zero["why"]
+
+
+# ---------------------------------------------------------------- the untrained model on the same test problems
+
+
+def test_untrained_evals_give_a_test_row_and_flag_held_out_collapse(sweep, tmp_path):
+    # untrained 30% on the test problems of seeds 1 and 2, none for seed 3; one of other problems (seed 9).
+    # last models: R1 20/40/30 %, Memory-R+ 30/50/40 %
+    untrained = [write_held_out(tmp_path / "base", f"s{seed}", "1110000000", seed=seed) for seed in (1, 2, 9)]
+    md = report(sweep, tmp_path / "out", CollapseThresholds(), untrained=untrained)
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    flags = {Path(r["run"]).name: r["flags"]["held_out"] for r in data["runs"]}
+    assert flags["R1-s1"]["flagged"] and flags["R1-s1"]["change_pp"] == pytest.approx(-10.0)  # 30 -> 20
+    assert not flags["R1-s2"]["flagged"] and flags["R1-s2"]["change_pp"] == pytest.approx(10.0)  # 30 -> 40
+    assert not flags["Memory-R+-s1"]["flagged"] and flags["Memory-R+-s1"]["change_pp"] == pytest.approx(0.0)
+    assert flags["R1-s3"] == {"flagged": None, "why": "no untrained evaluation of this run's test problems and settings"}
+    assert data["test_accuracy_pct"]["untrained model"]["best"] == {"n": 2, "mean": pytest.approx(30.0), "std": 0.0}
+    assert [u["path"] for u in data["untrained"]] == [str(u) for u in untrained]
+    text = md.read_text()
+    assert "| untrained model | gsm8k | test | 30.0 ± 0.0, n=2 | 30.0 ± 0.0, n=2 |" in text
+    assert "**yes**: test 30.0% untrained -> 20.0% last (-10.0 pp)" in text
+
+    report_cli([*map(str, sweep), "--out", str(tmp_path / "cli"), "--untrained", *map(str, untrained),
+                "--untrained-drop", "15"])
+    runs = json.loads((tmp_path / "cli" / "report.json").read_text())["runs"]
+    assert not any(r["flags"]["held_out"]["flagged"] for r in runs)  # a 10-point drop is within 15
+
+
+def test_held_out_collapse_is_not_measured_without_untrained_evals(sweep, tmp_path):
+    report(sweep, tmp_path / "out", CollapseThresholds())
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["runs"][0]["flags"]["held_out"] == {"flagged": None, "why": "no untrained evaluation given (--untrained)"}
+    assert "untrained model" not in data["test_accuracy_pct"]
+
+
+def test_untrained_evals_must_be_complete_and_distinct(sweep, tmp_path):
+    first = write_held_out(tmp_path / "a", "s1", "10", seed=1)
+    again = write_held_out(tmp_path / "b", "s1", "11", seed=1)
+    with pytest.raises(ValueError, match="evaluate the same problems with the same settings"):
+        report(sweep, tmp_path / "out", CollapseThresholds(), untrained=[first, again])
+    running = write_held_out(tmp_path / "c", "s2", "10", status="running", seed=2)
+    with pytest.raises(ValueError, match="no complete `memoryr eval` output"):
+        report(sweep, tmp_path / "out", CollapseThresholds(), untrained=[running])
+    assert not (tmp_path / "out").exists()

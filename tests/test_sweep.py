@@ -18,8 +18,9 @@ import yaml
 
 from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete
 from memoryr.cli import main
+from memoryr.evaluation import sweep as sweep_module
 from memoryr.evaluation.sweep import (Job, SweepError, _failure_line, _open_run, _progress, _start_next, _time_left,
-                                      child_env, load_sweep, report_finished, run_sweep)
+                                      _write_report, child_env, load_sweep, report_finished, run_sweep)
 
 REPO = Path(__file__).resolve().parents[1]
 R1 = REPO / "recipes" / "gsm8k-r1-cpu.yaml"
@@ -115,6 +116,8 @@ def artefacts(run: Path) -> dict:
     ({"report": 3}, "report must be a non-empty string, got 3"),
     ({"out": None}, "out must be a non-empty string, got None"),
     ({"keep_checkpoints": "yes"}, "keep_checkpoints must be true or false, got 'yes'"),
+    ({"untrained": "base/seed*"}, "untrained must be a list of folders or glob patterns.*got 'base/seed\\*'"),
+    ({"untrained": [""]}, "untrained must be a list of folders or glob patterns"),
     ({"baseline": "Nope", "recipes": [str(R1), str(MEMORYR_PLUS)]},
      r"baseline 'Nope' names no method of this sweep \(methods: R1, Memory-R\+\)"),
 ])
@@ -219,6 +222,20 @@ def test_time_left_shares_the_remaining_work_between_the_jobs(tmp_path):
 def test_report_only_before_any_run_finished_is_a_clear_error(tmp_path):
     with pytest.raises(SweepError, match="no finished run"):
         report_finished(write_sweep(tmp_path))
+
+
+def test_the_report_gets_the_untrained_evaluations_found_when_it_is_written(tmp_path, monkeypatch, capsys):
+    base, none = tmp_path / "base", tmp_path / "none"
+    path = write_sweep(tmp_path, untrained=[str(base / "seed*"), str(none / "*")])
+    sweep = load_sweep(path)
+    for seed in (2, 1):  # evaluated after the sweep file was read
+        (base / f"seed{seed}").mkdir(parents=True)
+    calls = []
+    monkeypatch.setattr(sweep_module, "_memoryr", lambda *args: calls.append(args))
+    _write_report(sweep, [tmp_path / "runs" / RUN1])
+    assert calls == [("report", str(tmp_path / "runs" / RUN1), "--out", str(tmp_path / "report"),
+                      "--untrained", str(base / "seed1"), str(base / "seed2"))]
+    assert f"untrained: nothing matches {none / '*'} yet; the report goes without it" in capsys.readouterr().out
 
 
 def finished_run(folder: Path, best_step: int) -> Path:

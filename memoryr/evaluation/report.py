@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from memoryr.evaluation.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
-from memoryr.evaluation.evaluate import read_samples
+from memoryr.evaluation.evaluate import RESUME_DEFAULTS, RESUME_SETTINGS, read_samples
 from memoryr.tasks.rewards import TIE_TOLERANCE
 
 METHODS = ("R1", "Cosine", "Memory-R", "Memory-R+")  # the paper's column order
@@ -36,6 +36,9 @@ FORMAT_REWARDS = ("strict_format", "soft_format", "xml_count", "int_answer")
 CORRECTNESS_KEYS = ("rewards/correctness/mean", "rewards/cosine/mean")  # Cosine runs have no plain correctness reward
 _EVAL_KEY = re.compile(r"^eval/(?:(?P<task>.+)/)?(?P<metric>accuracy|parse_rate|split)$")
 MODELS = ("best", "last")  # the models a run's held-out test evaluations score (eval-best/, eval-last/)
+UNTRAINED = "untrained model"  # the test table's row for the model before training
+# results.json settings that fix the problems, prompt and grading: evaluations with equal ones score the same questions
+PROBLEM_SETTINGS = tuple(key for key in RESUME_SETTINGS if key != "model_path")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class CollapseThresholds:
         default=0.9, metadata={"help": "persistent zero advantage when mean frac_groups_tied >= this ..."}
     )
     zero_std_window: float = field(default=0.25, metadata={"help": "... over this last fraction of steps"})
+    untrained_drop: float = field(
+        default=5.0, metadata={"help": "held-out collapse when the last model's test accuracy is this many points (pp) "
+                               "below the untrained model's on the same problems (--untrained)"}
+    )
 
     def __post_init__(self):
         for name in ("edge", "zero_std_window"):
@@ -78,6 +85,8 @@ class HeldOutEval:
     n: int
     accuracy: float  # pass@1, a fraction
     correct: list[bool] | None  # the first sample's verdict per problem, by index; None without samples.jsonl
+    path: Path | None = None
+    problems: tuple = ()  # the PROBLEM_SETTINGS values and n: equal for evaluations of the same questions
 
 
 @dataclass
@@ -139,13 +148,30 @@ def load_held_out(folder: Path) -> HeldOutEval | None:
     missing = [i for i in range(n) if i not in records]
     if records and missing:
         raise ValueError(f"{folder / 'samples.jsonl'} lacks problems {missing[:5]} of the {n} in results.json")
+    settings = results.get("settings", {})
     return HeldOutEval(
         task=results["task"],
         split=results["split"],
         n=n,
         accuracy=results["metrics"]["pass@1"],
         correct=[bool(records[i]["correct"][0]) for i in range(n)] if records else None,
+        path=folder,
+        problems=tuple(json.dumps(settings.get(k, RESUME_DEFAULTS.get(k))) for k in PROBLEM_SETTINGS) + (n,),
     )
+
+
+def load_untrained(folders: list[Path]) -> list[HeldOutEval]:
+    """Complete `memoryr eval` outputs of the untrained model, at most one per set of problems (seed, task, split...)."""
+    loaded: dict[tuple, HeldOutEval] = {}
+    for folder in map(Path, folders):
+        held_out = load_held_out(folder)
+        if held_out is None:
+            raise ValueError(f"{folder} is no complete `memoryr eval` output (results.json with status complete)")
+        if held_out.problems in loaded:
+            raise ValueError(f"{loaded[held_out.problems].path} and {folder} evaluate the same problems with the same "
+                             "settings; give one of them")
+        loaded[held_out.problems] = held_out
+    return list(loaded.values())
 
 
 def _tied_from_trl(row: dict) -> float:
@@ -224,12 +250,13 @@ def _window_mean(values: list[float], fraction: float, last: bool) -> float:
 # ---------------------------------------------------------------- collapse flags
 
 
-def collapse_flags(run: Run, t: CollapseThresholds) -> dict[str, dict]:
-    """Length, reward-mode and zero-advantage collapse: each {"flagged": bool | None, numbers, "why"}."""
+def collapse_flags(run: Run, t: CollapseThresholds, untrained: list[HeldOutEval] = ()) -> dict[str, dict]:
+    """Length, reward-mode, zero-advantage and held-out collapse: each {"flagged": bool | None, numbers, "why"}."""
     return {
         "length": _length_flag(run, t),
         "reward_mode": _reward_mode_flag(run, t),
         "zero_advantage": _zero_advantage_flag(run, t),
+        "held_out": _held_out_flag(run, t, untrained),
     }
 
 
@@ -310,6 +337,25 @@ def _zero_advantage_flag(run: Run, t: CollapseThresholds) -> dict:
     return {"flagged": late >= t.zero_std_high, "late_zero_std": late, "why": why}
 
 
+def untrained_match(held_out: HeldOutEval, untrained: list[HeldOutEval]) -> HeldOutEval | None:
+    """The untrained model's evaluation of the same problems with the same prompt and grading, if given."""
+    return next((u for u in untrained if u.problems == held_out.problems), None)
+
+
+def _held_out_flag(run: Run, t: CollapseThresholds, untrained: list[HeldOutEval]) -> dict:
+    """The last model scores well below the untrained model on the same test problems: training destroyed skill."""
+    if not untrained:
+        return _not_measured("no untrained evaluation given (--untrained)")
+    if "last" not in run.test:
+        return _not_measured("no test evaluation of the last model (eval-last/)")
+    before = untrained_match(run.test["last"], untrained)
+    if before is None:
+        return _not_measured("no untrained evaluation of this run's test problems and settings")
+    change = 100 * (run.test["last"].accuracy - before.accuracy)
+    why = f"test {100 * before.accuracy:.1f}% untrained -> {100 * run.test['last'].accuracy:.1f}% last ({change:+.1f} pp)"
+    return {"flagged": change <= -t.untrained_drop, "untrained": before.accuracy, "change_pp": change, "why": why}
+
+
 # ---------------------------------------------------------------- accuracy table
 
 
@@ -362,9 +408,17 @@ def _joined(values: Iterable[str]) -> str:
     return ", ".join(dict.fromkeys(values))
 
 
-def held_out_table(runs: list[Run]) -> dict[str, dict]:
-    """Per method with held-out test evals: task, split, and per model (best, last) n runs, mean/std accuracy in %."""
+def held_out_table(runs: list[Run], untrained: list[HeldOutEval] = ()) -> dict[str, dict]:
+    """Per method with held-out test evals: task, split, and per model (best, last) n runs, mean/std accuracy in %;
+    first, as "untrained model", the untrained evaluations of problems some run's test evaluation scored."""
     table: dict[str, dict] = {}
+    tested = {e.problems for run in runs for e in run.test.values()}
+    matched = [u for u in untrained if u.problems in tested]
+    if matched:
+        mean, std = _mean_std([100 * u.accuracy for u in matched])
+        cell = {"n": len(matched), "mean": mean, "std": std}
+        table[UNTRAINED] = {"task": _joined(u.task for u in matched), "split": _joined(u.split for u in matched),
+                            "best": cell, "last": cell}
     for method in ordered_methods(runs):
         evals = [run.test for run in runs if run.method == method and run.test]
         if not evals:
@@ -609,7 +663,9 @@ def _test_lines(runs: list[Run], held_out: dict) -> list[str]:
         "## Test accuracy",
         "",
         "Held-out `memoryr eval` of each run's best model (eval-best/) and final model (eval-last/): pass@1 in %, "
-        "mean ± sample std over runs (seeds); n = runs. " + _selection_note(runs),
+        "mean ± sample std over runs (seeds); n = runs. " + _selection_note(runs)
+        + (f" The {UNTRAINED} row: the model before training on the same problems, one evaluation per seed."
+           if UNTRAINED in held_out else ""),
         "",
         "| method | task | split | best | last |",
         "|---|---|---|---|---|",
@@ -697,13 +753,14 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
         f"format rewards rise >= {t.format_rise} while correctness changes <= {t.correctness_flat:+}, unless "
         f"held-out accuracy measured before training (`eval_at_start`) rose by >= {t.heldout_rise:.2f}. "
         f"Zero advantage: mean frac_groups_tied >= {t.zero_std_high} over the last "
-        f"{t.zero_std_window:.0%} of steps.",
+        f"{t.zero_std_window:.0%} of steps. Held-out collapse: the last model's test accuracy is >= "
+        f"{t.untrained_drop:g} pp below the untrained model's on the same problems (`--untrained`).",
         "",
-        "| run | method | seed | steps | length collapse | reward-mode collapse | zero advantage |",
-        "|---|---|---|---|---|---|---|",
+        "| run | method | seed | steps | length collapse | reward-mode collapse | zero advantage | held-out collapse |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run, entry in zip(runs, record["runs"]):
-        cells = [_flag_cell(entry["flags"][k]) for k in ("length", "reward_mode", "zero_advantage")]
+        cells = [_flag_cell(entry["flags"][k]) for k in ("length", "reward_mode", "zero_advantage", "held_out")]
         lines.append(f"| {run.path} | {run.method} | {run.seed} | {len(run.steps)} | " + " | ".join(cells) + " |")
     dynamics = record["dynamics"]
     lines += [
@@ -736,13 +793,17 @@ def _held_out_record(held_out: HeldOutEval) -> dict:
     return {"task": held_out.task, "split": held_out.split, "n": held_out.n, "accuracy": held_out.accuracy}
 
 
-def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline: str | None = None) -> Path:
+def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline: str | None = None,
+           untrained: list[Path] = ()) -> Path:
     """Write plots, report.md and report.json for the given run folders into `out`; returns report.md.
 
-    Paired comparisons are against `baseline` (a method name; default: the first method, R1 when present)."""
+    Paired comparisons are against `baseline` (a method name; default: the first method, R1 when present);
+    `untrained` are `memoryr eval` folders of the model before training, matched to runs' test evaluations by their
+    problems and settings (the held-out collapse flag and the test table's untrained row)."""
     if not runs:
         raise ValueError("no run folders given")
     loaded = [load_run(Path(r)) for r in runs]
+    before = load_untrained(untrained)
     methods = ordered_methods(loaded)
     if baseline is not None and baseline not in methods:
         raise ValueError(f"baseline {baseline!r} is none of the methods in these runs: {', '.join(methods)}")
@@ -760,13 +821,14 @@ def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline
                 "selection_split": run.selection_split,
                 "selection_split_logged": run.selection_logged,
                 "test": {model: _held_out_record(held_out) for model, held_out in run.test.items()},
-                "flags": collapse_flags(run, thresholds),
+                "flags": collapse_flags(run, thresholds, before),
             }
             for run in loaded
         ],
+        "untrained": [{"path": str(u.path), **_held_out_record(u)} for u in before],
         "accuracy_table_pct": accuracy_table(loaded),
         "eval_splits": eval_splits(loaded),
-        "test_accuracy_pct": held_out_table(loaded),
+        "test_accuracy_pct": held_out_table(loaded, before),
         "paired": {
             "baseline": baseline,
             "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95},
@@ -797,11 +859,16 @@ def report_cli(argv: list[str]) -> None:
         "--baseline", default=None, metavar="NAME",
         help="method the others are compared with, by seed and by problem (default: the first method, R1 if present)",
     )
+    parser.add_argument(
+        "--untrained", nargs="+", default=[], type=Path, metavar="EVAL",
+        help="`memoryr eval` folders of the untrained model, e.g. one per seed: each run's test evaluation is compared "
+        "with the one of the same problems and settings (test table row, held-out collapse flag)",
+    )
     for f in fields(CollapseThresholds):
         flag = f"--{f.name.replace('_', '-')}"
         parser.add_argument(flag, type=float, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
     args = parser.parse_args(argv)
     thresholds = CollapseThresholds(**{f.name: getattr(args, f.name) for f in fields(CollapseThresholds)})
-    path = report(args.runs, args.out, thresholds, baseline=args.baseline)
+    path = report(args.runs, args.out, thresholds, baseline=args.baseline, untrained=args.untrained)
     print(path.read_text().split("## Plots")[0].rstrip())
     print(f"\nreport: {path}")

@@ -28,11 +28,14 @@ copied beside it; `--report-only` reports the runs finished so far. The sweep fi
     baseline: R1                   # optional: the method the report compares the others with
     report: results/cpu-study      # optional: where the report goes (default: <out>/report)
     keep_checkpoints: false        # optional: keep finished runs' checkpoint-N/ folders (default false)
+    untrained: [results/cpu-study/untrained/seed*]  # optional: `memoryr eval` folders (globs) of the untrained
+                                   # model, compared with the runs' test evaluations of the same problems
 """
 
 from __future__ import annotations
 
 import codecs
+import glob
 import ctypes
 import json
 import os
@@ -53,7 +56,8 @@ import yaml
 from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, crash_point, is_complete,
                                  latest_complete_checkpoint, staging, swap_in)
 
-KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints")
+KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints",
+        "untrained")
 MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -88,6 +92,7 @@ class Sweep:
     baseline: str | None = None
     report: Path | None = None
     keep_checkpoints: bool = False
+    untrained: list[str] = field(default_factory=list)  # glob patterns of untrained-model evaluations, for the report
 
 
 # ---------------------------------------------------------------- the sweep file
@@ -165,6 +170,9 @@ def load_sweep(path: Path) -> Sweep:
         raise bad("eval_limit", "a positive integer")
     if "keep_checkpoints" in raw and not isinstance(raw["keep_checkpoints"], bool):
         raise bad("keep_checkpoints", "true or false")
+    untrained = raw.get("untrained", [])
+    if not isinstance(untrained, list) or not all(isinstance(u, str) and u for u in untrained):
+        raise bad("untrained", "a list of folders or glob patterns, e.g. [results/study/untrained/seed*]")
     sweep = Sweep(
         out=Path(raw["out"]),
         recipes=[Path(r) for r in recipes],
@@ -175,6 +183,7 @@ def load_sweep(path: Path) -> Sweep:
         baseline=raw.get("baseline"),
         report=Path(raw["report"]) if "report" in raw else None,
         keep_checkpoints=raw.get("keep_checkpoints", False),
+        untrained=untrained,
     )
     if sweep.baseline is not None:
         methods = list(dict.fromkeys(recipe_method(r) for r in sweep.recipes))
@@ -555,7 +564,14 @@ def _write_report(sweep: Sweep, folders: list[Path]) -> Path:
     """`memoryr report` over the run folders, with their small artefacts copied beside it."""
     report_dir = sweep.report or sweep.out / "report"
     baseline = ["--baseline", sweep.baseline] if sweep.baseline else []
-    _memoryr("report", *map(str, folders), "--out", str(report_dir), *baseline)
+    untrained = []
+    for pattern in sweep.untrained:  # matched now: the untrained model may be evaluated after the sweep started
+        found = sorted(glob.glob(pattern))
+        if not found:
+            print(f"untrained: nothing matches {pattern} yet; the report goes without it", flush=True)
+        untrained += found
+    untrained = ["--untrained", *untrained] if untrained else []
+    _memoryr("report", *map(str, folders), "--out", str(report_dir), *baseline, *untrained)
     collect(folders, report_dir)
     return report_dir
 
