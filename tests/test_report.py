@@ -448,3 +448,25 @@ def test_untrained_evals_must_be_complete_and_distinct(sweep, tmp_path):
     with pytest.raises(ValueError, match="no complete `memoryr eval` output"):
         report(sweep, tmp_path / "out", CollapseThresholds(), untrained=[running])
     assert not (tmp_path / "out").exists()
+
+
+def test_groups_moved_by_other_rewards_are_logged_or_recovered_from_the_correctness_std(tmp_path):
+    key = "frac_groups_other_rewards_only"
+    logged = load_run(write_run(tmp_path / "new", R1, 1, {**HEALTHY, key: (0.4, 0.4)}))
+    assert {r[key] for r in logged.steps} == {0.4}
+    # logged before memoryr logged it. No spread in the step's correctness: every group is tied on it, and the
+    # groups not tied in total (1 - 0.25) were moved by the other rewards
+    uniform = {**HEALTHY, "rewards/correctness/std": (0.0, 0.0), "frac_groups_tied": (0.25, 0.25)}
+    assert {r[key] for r in load_run(write_run(tmp_path / "uniform", R1, 2, uniform)).steps} == {0.75}
+    # a spread: with one group a step (generation batch = num_generations) that group is untied on correctness;
+    # with several groups it is unknown which are
+    spread = {**HEALTHY, "rewards/correctness/std": (0.5, 0.5), "frac_groups_tied": (0.0, 0.0)}
+    several = write_run(tmp_path / "several", R1, 3, spread)
+    assert all(key not in r for r in load_run(several).steps)
+    one = write_run(tmp_path / "one", R1, 4, spread)
+    record = json.loads((one / "run.json").read_text())
+    record["config"]["training"].update(generation_batch_size=8, num_generations=8)
+    (one / "run.json").write_text(json.dumps(record))
+    assert {r[key] for r in load_run(one).steps} == {0.0}
+    text = report([tmp_path / "uniform"], tmp_path / "out", CollapseThresholds()).read_text()
+    assert "| groups tied on correctness, moved by the other rewards alone | 0.75 -> 0.75 |" in text

@@ -14,7 +14,7 @@ from memoryr.models import load_tokenizer
 from memoryr.tasks.prompts import build_prompt
 from memoryr.training.config import parse_config
 from memoryr.training.train import (_prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens,
-                                   tied_groups_fraction, train, trimmed_logs)
+                                   other_rewards_only_fraction, tied_groups_fraction, train, trimmed_logs)
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -47,6 +47,19 @@ def test_tied_groups_are_counted_on_weighted_totals_despite_float32_rounding():
     assert tied_groups_fraction(nearly, weights, group_size=8) == 1.0
 
 
+def test_groups_tied_on_correctness_but_moved_by_other_rewards_are_counted():
+    weights = torch.tensor([1.0, 1.0, 1.0])  # correctness, strict_format, memory
+    wrong = [[0.0, 0.5, 0.30]] * 8  # all wrong, same format, same memory reward: no advantage at all
+    memory_moved = [[0.0, 0.5, 0.30 + 0.01 * i] for i in range(8)]  # all wrong: memory rewards alone differ
+    format_moved = [[1.0, 0.5, 0.0]] * 7 + [[1.0, 0.0, 0.0]]  # all right: one misses the format
+    mixed = [[1.0, 0.5, 0.9]] + [[0.0, 0.5, 0.1]] * 7  # correctness differs: not counted
+    rewards = torch.tensor(wrong + memory_moved + format_moved + mixed)
+    assert other_rewards_only_fraction(rewards, weights, group_size=8, column=0) == 0.5  # 2 of the 4 groups
+    assert tied_groups_fraction(rewards, weights, group_size=8) == 0.25  # only the first is tied in total
+    off = torch.tensor([1.0, 1.0, 0.0])  # weight 0 on memory: its spread no longer moves the totals
+    assert other_rewards_only_fraction(rewards, off, group_size=8, column=0) == 0.25
+
+
 @pytest.mark.slow
 def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tiny_model_path, data_dir, capsys, recwarn):
     out = run(tmp_path / "run", "gsm8k-memoryrplus-cpu.yaml", "--max_steps", "3", "--save_steps", "3",
@@ -55,7 +68,7 @@ def test_three_memoryrplus_steps_change_weights_and_log_everything(tmp_path, tin
     assert [r["step"] for r in rows] == [1, 2, 3]
     required = ["rewards/correctness/mean", "rewards/correctness/std", "rewards/xml_count/mean", "rewards/memoryr+/mean",
                 "completions/mean_length", "completions/min_length", "completions/max_length",
-                "completions/clipped_ratio", "frac_reward_zero_std", "frac_groups_tied", "frac_groups_with_correct", "loss", "learning_rate", "step_time",
+                "completions/clipped_ratio", "frac_reward_zero_std", "frac_groups_tied", "frac_groups_with_correct", "frac_groups_other_rewards_only", "loss", "learning_rate", "step_time",
                 "memory/failure_entries", "memory/seconds"]
     for key in required:
         assert key in rows[-1], key

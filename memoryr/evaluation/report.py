@@ -34,6 +34,7 @@ EXTRA_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive",
 LINESTYLES = ("-", "--", ":", "-.")  # successive seeds of one method
 FORMAT_REWARDS = ("strict_format", "soft_format", "xml_count", "int_answer")
 CORRECTNESS_KEYS = ("rewards/correctness/mean", "rewards/cosine/mean")  # Cosine runs have no plain correctness reward
+CORRECTNESS_STDS = tuple(key.replace("/mean", "/std") for key in CORRECTNESS_KEYS)
 _EVAL_KEY = re.compile(r"^eval/(?:(?P<task>.+)/)?(?P<metric>accuracy|parse_rate|split)$")
 MODELS = ("best", "last")  # the models a run's held-out test evaluations score (eval-best/, eval-last/)
 UNTRAINED = "untrained model"  # the test table's row for the model before training
@@ -181,6 +182,18 @@ def _tied_from_trl(row: dict) -> float:
     return 1.0 if no_spread else row["frac_reward_zero_std"]
 
 
+def _other_only_from_std(row: dict, one_group: bool) -> float | None:
+    """`frac_groups_other_rewards_only` of a step logged before memoryr logged it, where it follows: with no spread in
+    the step's correctness rewards every group is tied on them, so the groups untied in total were moved by the other
+    rewards; with one group a step, a spread means that group is not tied on correctness. Else unknown (None)."""
+    spread = next((row[k] for k in CORRECTNESS_STDS if row.get(k) is not None), None)
+    if spread is None or row.get("frac_groups_tied") is None:
+        return None
+    if spread < TIE_TOLERANCE:
+        return 1.0 - row["frac_groups_tied"]
+    return 0.0 if one_group else None
+
+
 def load_run(path: Path) -> Run:
     """A run folder's method, seed, training records, eval accuracy series and held-out test evaluations."""
     path = Path(path)
@@ -196,9 +209,16 @@ def load_run(path: Path) -> Run:
     steps = [r for r in rows if "loss" in r]
     if not steps:
         raise ValueError(f"{path / 'metrics.jsonl'} has no training steps logged yet")
+    training = config.get("training", {})
+    one_group = training.get("generation_batch_size") is not None and \
+        training.get("generation_batch_size") == training.get("num_generations")
     for row in steps:
         if row.get("frac_groups_tied") is None and row.get("frac_reward_zero_std") is not None:
             row["frac_groups_tied"] = _tied_from_trl(row)
+        if row.get("frac_groups_other_rewards_only") is None:
+            recovered = _other_only_from_std(row, one_group)
+            if recovered is not None:
+                row["frac_groups_other_rewards_only"] = recovered
     script = config["script"]
     default_task = script.get("eval_task") or script.get("task", "eval")
     evals: dict[str, dict[int, dict]] = {}
@@ -214,7 +234,7 @@ def load_run(path: Path) -> Run:
     return Run(
         path=path,
         method=script["method"] if script.get("method") is not None else method_name(reward_funcs),
-        seed=config.get("training", {}).get("seed"),
+        seed=training.get("seed"),
         steps=steps,
         evals={task: points for task, points in series.items() if points},
         selection_split=logged[-1] if logged else script.get("eval_split") or "test",  # "test": the old default
@@ -494,6 +514,7 @@ DYNAMICS = (  # (metrics.jsonl key, row name) for the first -> last table
     ("completions/mean_length", "completion length (tokens)"),
     ("entropy", "entropy (nats)"),
     ("frac_groups_tied", "groups with zero reward std"),
+    ("frac_groups_other_rewards_only", "groups tied on correctness, moved by the other rewards alone"),
     ("memory/success_entries", "success-memory responses"),
     ("memory/failure_entries", "failure-memory responses"),
     ("memory/exploit_raw_mean", "raw exploitation score"),

@@ -267,15 +267,19 @@ class MemoryrTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's rewards (the whole step's, gathered), plus `frac_groups_with_correct`: the share of prompt
-        groups holding at least one correct completion, i.e. where a success can be learnt from, and
-        `frac_groups_tied` (see `tied_groups_fraction`)."""
+        groups holding at least one correct completion, i.e. where a success can be learnt from,
+        `frac_groups_tied` (see `tied_groups_fraction`) and `frac_groups_other_rewards_only` (see
+        `other_rewards_only_fraction`)."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if not self.model.training:
             return rewards
         names = [n for n in CORRECTNESS_REWARDS if n in self.reward_func_names]
         if names:
-            column = rewards[:, self.reward_func_names.index(names[0])].view(-1, self.num_generations)
+            index = self.reward_func_names.index(names[0])
+            column = rewards[:, index].view(-1, self.num_generations)
             self._metrics["train"]["frac_groups_with_correct"].append((column > 0).any(dim=1).float().mean().item())
+            moved = other_rewards_only_fraction(rewards, self.reward_weights, self.num_generations, index)
+            self._metrics["train"]["frac_groups_other_rewards_only"].append(moved)
         tied = tied_groups_fraction(rewards, self.reward_weights, self.num_generations)
         self._metrics["train"]["frac_groups_tied"].append(tied)
         return rewards
@@ -313,11 +317,32 @@ def tied_groups_fraction(rewards: torch.Tensor, weights: torch.Tensor, group_siz
     weighted sum exceeds (eight equal totals under reward_weights [1.72, 1, ...] have a std of 2.5e-7), so it
     counts such groups as untied. Totals here are float64; rows without any reward (all NaN) are left out.
     """
+    return (_group_spread(_weighted_totals(rewards, weights), group_size) < tolerance).double().mean().item()
+
+
+def other_rewards_only_fraction(rewards: torch.Tensor, weights: torch.Tensor, group_size: int, column: int,
+                                tolerance: float = TIE_TOLERANCE) -> float:
+    """Share of prompt groups whose correctness rewards (`column`) are tied but whose weighted totals are not.
+
+    In these groups (all right or all wrong) the other rewards, format or memory, alone set the advantages,
+    and TRL's per-group std scaling (`scale_rewards: group`) makes them full size however small their spread.
+    """
+    tied_correctness = _group_spread(rewards[:, column].double(), group_size) < tolerance
+    tied_total = _group_spread(_weighted_totals(rewards, weights), group_size) < tolerance
+    return (tied_correctness & ~tied_total).double().mean().item()
+
+
+def _weighted_totals(rewards: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each completion's weighted total reward in float64; NaN for a completion no reward function scored."""
     totals = (rewards.double() * weights.double().to(rewards.device)).nansum(dim=1)
     totals[torch.isnan(rewards).all(dim=1)] = float("nan")
-    groups = totals.view(-1, group_size)
-    spread = groups.nan_to_num(nan=-torch.inf).amax(dim=1) - groups.nan_to_num(nan=torch.inf).amin(dim=1)
-    return (spread < tolerance).double().mean().item()  # an all-NaN group: -inf - inf, tied
+    return totals
+
+
+def _group_spread(values: torch.Tensor, group_size: int) -> torch.Tensor:
+    """max - min of each group of `group_size` consecutive values, NaNs left out (an all-NaN group: -inf, tied)."""
+    groups = values.view(-1, group_size)
+    return groups.nan_to_num(nan=-torch.inf).amax(dim=1) - groups.nan_to_num(nan=torch.inf).amin(dim=1)
 
 
 def trimmed_logs(out: Path, step: int) -> dict[Path, str]:
