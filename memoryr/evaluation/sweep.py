@@ -35,8 +35,8 @@ copied beside it; `--report-only` reports the runs finished so far. The sweep fi
 from __future__ import annotations
 
 import codecs
-import glob
 import ctypes
+import glob
 import json
 import os
 import re
