@@ -14,7 +14,7 @@ from memoryr.models import load_tokenizer
 from memoryr.tasks.prompts import build_prompt
 from memoryr.training.config import parse_config
 from memoryr.training.train import (_prepare_resume, build_dataset, build_rewards, evals_record, keep_last_tokens,
-                                   other_rewards_only_fraction, tied_groups_fraction, train, trimmed_logs)
+                                   other_rewards_only_fraction, tied_groups, train, trimmed_logs)
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY = ["--model_name_or_path", "tiny-random", "--max_completion_length", "24", "--gradient_checkpointing", "false",
@@ -37,14 +37,14 @@ def test_tied_groups_are_counted_on_weighted_totals_despite_float32_rounding():
     apart = torch.tensor([right] * 7 + [[0.0, 0.0, 0.5, 0.5, 1.0]])  # one wrong completion: total 2.0
     totals = (tied * weights).nansum(dim=1).view(1, 8)
     assert not torch.isclose(nanstd(totals, dim=1), torch.zeros(1))  # TRL's test calls this group untied
-    assert tied_groups_fraction(tied, weights, group_size=8) == 1.0
-    assert tied_groups_fraction(torch.cat([tied, apart]), weights, group_size=8) == 0.5
+    assert tied_groups(tied, weights, group_size=8).tolist() == [True]
+    assert tied_groups(torch.cat([tied, apart]), weights, group_size=8).tolist() == [True, False]
     unscored = tied.clone()
     unscored[1] = float("nan")  # a completion no reward function scored is left out
-    assert tied_groups_fraction(torch.cat([apart, unscored]), weights, group_size=8) == 0.5
+    assert tied_groups(torch.cat([apart, unscored]), weights, group_size=8).tolist() == [False, True]
     nearly = tied.clone()
     nearly[0, 1] += 1e-7  # below the tolerance: no advantage to learn from
-    assert tied_groups_fraction(nearly, weights, group_size=8) == 1.0
+    assert tied_groups(nearly, weights, group_size=8).tolist() == [True]
 
 
 def test_groups_tied_on_correctness_but_moved_by_other_rewards_are_counted():
@@ -54,10 +54,12 @@ def test_groups_tied_on_correctness_but_moved_by_other_rewards_are_counted():
     format_moved = [[1.0, 0.5, 0.0]] * 7 + [[1.0, 0.0, 0.0]]  # all right: one misses the format
     mixed = [[1.0, 0.5, 0.9]] + [[0.0, 0.5, 0.1]] * 7  # correctness differs: not counted
     rewards = torch.tensor(wrong + memory_moved + format_moved + mixed)
-    assert other_rewards_only_fraction(rewards, weights, group_size=8, column=0) == 0.5  # 2 of the 4 groups
-    assert tied_groups_fraction(rewards, weights, group_size=8) == 0.25  # only the first is tied in total
+    tied = tied_groups(rewards, weights, group_size=8)
+    assert tied.tolist() == [True, False, False, False]  # only the first is tied in total
+    assert other_rewards_only_fraction(rewards[:, 0], tied, group_size=8) == 0.5  # 2 of the 4 groups
     off = torch.tensor([1.0, 1.0, 0.0])  # weight 0 on memory: its spread no longer moves the totals
-    assert other_rewards_only_fraction(rewards, off, group_size=8, column=0) == 0.25
+    tied_off = tied_groups(rewards, off, group_size=8)
+    assert other_rewards_only_fraction(rewards[:, 0], tied_off, group_size=8) == 0.25
 
 
 @pytest.mark.slow

@@ -38,6 +38,12 @@ RESULTS_FORMAT_VERSION = 1
 RESUME_SETTINGS = ("model_path", "task", "split", "seed", "task_size", "task_config", "validation_size", "shots", "exemplars",
                    "system_prompt", "prefill", "grading", "max_new_tokens", "num_samples", "temperature")
 RESUME_DEFAULTS = {"system_prompt": "xml", "validation_size": 200}  # settings that results.json files written before them lack
+
+
+def recorded_settings(settings: dict) -> dict:
+    """The RESUME_SETTINGS of a results.json's settings, with the defaults of the ones written before they existed."""
+    return {k: settings.get(k, RESUME_DEFAULTS.get(k)) for k in RESUME_SETTINGS}
+
 # Published evaluation protocols: the command-line defaults each sets (docs/paper-settings.md).
 PRESETS = {
     "paper-gsm8k": {"task": "gsm8k", "split": "test", "shots": 0, "system_prompt": "reference", "prefill": "",
@@ -429,8 +435,7 @@ def eval_cli(argv: list[str]) -> None:
     if samples_path.exists():
         if not results_path.exists():
             raise FileNotFoundError(f"{samples_path} has no results.json beside it; remove it or choose another --output")
-        previous = json.loads(results_path.read_text()).get("settings", {})
-        before = {k: previous.get(k, RESUME_DEFAULTS.get(k)) for k in RESUME_SETTINGS}
+        before = recorded_settings(json.loads(results_path.read_text()).get("settings", {}))
         changed = [k for k in RESUME_SETTINGS if before[k] != settings[k]]
         if changed:
             diff = ", ".join(f"{k}: {before[k]!r} -> {settings[k]!r}" for k in changed)

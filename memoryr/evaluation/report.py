@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from memoryr.evaluation.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
-from memoryr.evaluation.evaluate import RESUME_DEFAULTS, RESUME_SETTINGS, read_samples
+from memoryr.evaluation.evaluate import RESUME_SETTINGS, read_samples, recorded_settings
 from memoryr.tasks.rewards import TIE_TOLERANCE
 
 METHODS = ("R1", "Cosine", "Memory-R", "Memory-R+")  # the paper's column order
@@ -149,7 +149,7 @@ def load_held_out(folder: Path) -> HeldOutEval | None:
     missing = [i for i in range(n) if i not in records]
     if records and missing:
         raise ValueError(f"{folder / 'samples.jsonl'} lacks problems {missing[:5]} of the {n} in results.json")
-    settings = results.get("settings", {})
+    settings = recorded_settings(results.get("settings", {}))
     return HeldOutEval(
         task=results["task"],
         split=results["split"],
@@ -157,7 +157,7 @@ def load_held_out(folder: Path) -> HeldOutEval | None:
         accuracy=results["metrics"]["pass@1"],
         correct=[bool(records[i]["correct"][0]) for i in range(n)] if records else None,
         path=folder,
-        problems=tuple(json.dumps(settings.get(k, RESUME_DEFAULTS.get(k))) for k in PROBLEM_SETTINGS) + (n,),
+        problems=tuple(json.dumps(settings[k]) for k in PROBLEM_SETTINGS) + (n,),
     )
 
 

@@ -268,20 +268,20 @@ class MemoryrTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's rewards (the whole step's, gathered), plus `frac_groups_with_correct`: the share of prompt
         groups holding at least one correct completion, i.e. where a success can be learnt from,
-        `frac_groups_tied` (see `tied_groups_fraction`) and `frac_groups_other_rewards_only` (see
+        `frac_groups_tied` (the share of `tied_groups`) and `frac_groups_other_rewards_only` (see
         `other_rewards_only_fraction`)."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if not self.model.training:
             return rewards
+        tied = tied_groups(rewards, self.reward_weights, self.num_generations)
+        self._metrics["train"]["frac_groups_tied"].append(tied.double().mean().item())
         names = [n for n in CORRECTNESS_REWARDS if n in self.reward_func_names]
         if names:
-            index = self.reward_func_names.index(names[0])
-            column = rewards[:, index].view(-1, self.num_generations)
-            self._metrics["train"]["frac_groups_with_correct"].append((column > 0).any(dim=1).float().mean().item())
-            moved = other_rewards_only_fraction(rewards, self.reward_weights, self.num_generations, index)
+            correctness = rewards[:, self.reward_func_names.index(names[0])]
+            has_correct = (correctness.view(-1, self.num_generations) > 0).any(dim=1)
+            self._metrics["train"]["frac_groups_with_correct"].append(has_correct.float().mean().item())
+            moved = other_rewards_only_fraction(correctness, tied, self.num_generations)
             self._metrics["train"]["frac_groups_other_rewards_only"].append(moved)
-        tied = tied_groups_fraction(rewards, self.reward_weights, self.num_generations)
-        self._metrics["train"]["frac_groups_tied"].append(tied)
         return rewards
 
     def _save_checkpoint(self, model, trial):
@@ -309,27 +309,27 @@ class MemoryrTrainer(GRPOTrainer):
         super()._save_optimizer_and_scheduler(output_dir)
 
 
-def tied_groups_fraction(rewards: torch.Tensor, weights: torch.Tensor, group_size: int,
-                         tolerance: float = TIE_TOLERANCE) -> float:
-    """Share of prompt groups whose weighted total rewards all lie within `tolerance`: no advantage to learn from.
+def tied_groups(rewards: torch.Tensor, weights: torch.Tensor, group_size: int,
+                tolerance: float = TIE_TOLERANCE) -> torch.Tensor:
+    """Per prompt group, whether its weighted total rewards all lie within `tolerance`: no advantage to learn from.
 
     TRL's `frac_reward_zero_std` tests a float32 std with `isclose` (atol 1e-8), which float32 rounding of a
     weighted sum exceeds (eight equal totals under reward_weights [1.72, 1, ...] have a std of 2.5e-7), so it
     counts such groups as untied. Totals here are float64; rows without any reward (all NaN) are left out.
     """
-    return (_group_spread(_weighted_totals(rewards, weights), group_size) < tolerance).double().mean().item()
+    return _group_spread(_weighted_totals(rewards, weights), group_size) < tolerance
 
 
-def other_rewards_only_fraction(rewards: torch.Tensor, weights: torch.Tensor, group_size: int, column: int,
+def other_rewards_only_fraction(correctness: torch.Tensor, tied: torch.Tensor, group_size: int,
                                 tolerance: float = TIE_TOLERANCE) -> float:
-    """Share of prompt groups whose correctness rewards (`column`) are tied but whose weighted totals are not.
+    """Share of prompt groups whose correctness rewards are tied but whose weighted totals are not (`tied`, from
+    `tied_groups`).
 
     In these groups (all right or all wrong) the other rewards, format or memory, alone set the advantages,
     and TRL's per-group std scaling (`scale_rewards: group`) makes them full size however small their spread.
     """
-    tied_correctness = _group_spread(rewards[:, column].double(), group_size) < tolerance
-    tied_total = _group_spread(_weighted_totals(rewards, weights), group_size) < tolerance
-    return (tied_correctness & ~tied_total).double().mean().item()
+    tied_correctness = _group_spread(correctness.double(), group_size) < tolerance
+    return (tied_correctness & ~tied).double().mean().item()
 
 
 def _weighted_totals(rewards: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
