@@ -135,6 +135,10 @@ def test_sweep_file_errors(tmp_path):
         path = write_sweep(tmp_path)
         path.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "seeds"}))
         load_sweep(path)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("out: runs/x\nuntrained: [results/untrained/seed[1-4]]\n")  # a bracket in a flow list
+    with pytest.raises(ValueError, match=r"broken.yaml is not valid YAML \(line 2, column 35\): expected ',' or ']'"):
+        load_sweep(broken)
 
 
 def test_baseline_is_a_method_of_the_recipes(tmp_path):

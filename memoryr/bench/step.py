@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
+from memoryr.evaluation.sweep import read_yaml
 from memoryr.hardware import cpu_bf16_kind
 
 BF16_FLAG = "--bf16"
@@ -110,7 +109,7 @@ def summarise(records: list[dict]) -> dict:
 
 def load_variants(path: Path, bf16_kind: str | None) -> tuple[dict[str, dict], list[str]]:
     """Variants from YAML ({name: {args: [...], env: {...}}}); bf16 ones are skipped without bf16 units."""
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path} must map variant names to {{args: [...], env: {{...}}}}")
     variants, skipped = {}, []

@@ -113,12 +113,23 @@ def check_jobs(jobs: object, name: str) -> int:
     return jobs
 
 
+def read_yaml(path: Path) -> object:
+    """A YAML file's contents; a syntax error becomes a one-line ValueError naming the file and the place."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        place = getattr(e, "problem_mark", None)
+        where = f" (line {place.line + 1}, column {place.column + 1})" if place else ""
+        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{path} is not valid YAML{where}: {reason}") from None
+
+
 def recipe_method(recipe: Path) -> str:
     """The method name the report gives a recipe's runs: its `method`, else the one of its reward_funcs."""
     from memoryr.evaluation.report import method_name
     from memoryr.tasks.rewards import DEFAULT_REWARDS
 
-    raw = yaml.safe_load(recipe.read_text())
+    raw = read_yaml(recipe)
     if not isinstance(raw, dict):
         raise ValueError(f"recipe {recipe} is not a YAML mapping")
     return raw.get("method") or method_name(raw.get("reward_funcs", DEFAULT_REWARDS))
@@ -128,7 +139,7 @@ def load_sweep(path: Path) -> Sweep:
     """Read and check a sweep file before anything runs; every problem is one error naming the key."""
     if not path.is_file():
         raise FileNotFoundError(f"sweep file {path} does not exist")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must be a YAML mapping with out, recipes and seeds")
     unknown = set(raw) - set(KEYS)
