@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from memoryr.evaluation.sweep import read_yaml
 from memoryr.hardware import cpu_bf16_kind
+from memoryr.yaml_file import read_yaml
 
 BF16_FLAG = "--bf16"
 

@@ -44,6 +44,7 @@ def recorded_settings(settings: dict) -> dict:
     """The RESUME_SETTINGS of a results.json's settings, with the defaults of the ones written before they existed."""
     return {k: settings.get(k, RESUME_DEFAULTS.get(k)) for k in RESUME_SETTINGS}
 
+
 # Published evaluation protocols: the command-line defaults each sets (docs/paper-settings.md).
 PRESETS = {
     "paper-gsm8k": {"task": "gsm8k", "split": "test", "shots": 0, "system_prompt": "reference", "prefill": "",

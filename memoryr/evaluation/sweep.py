@@ -51,10 +51,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, crash_point, is_complete,
                                  latest_complete_checkpoint, staging, swap_in)
+from memoryr.yaml_file import read_yaml
 
 KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints",
         "untrained")
@@ -111,17 +110,6 @@ def check_jobs(jobs: object, name: str) -> int:
         raise ValueError(f"{name} {jobs} is more than the {cores} cores of this machine; runs sharing cores "
                          "slow each other down many times over")
     return jobs
-
-
-def read_yaml(path: Path) -> object:
-    """A YAML file's contents; a syntax error becomes a one-line ValueError naming the file and the place."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        place = getattr(e, "problem_mark", None)
-        where = f" (line {place.line + 1}, column {place.column + 1})" if place else ""
-        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValueError(f"{path} is not valid YAML{where}: {reason}") from None
 
 
 def recipe_method(recipe: Path) -> str:

@@ -15,11 +15,11 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
 from trl import GRPOConfig, ModelConfig, TrlParser
 
 from memoryr.tasks.data import VALIDATION, parse_task_config
 from memoryr.tasks.rewards import DEFAULT_REWARDS
+from memoryr.yaml_file import read_yaml
 
 
 class ConfigError(ValueError):
@@ -100,9 +100,9 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
         if not path.is_file():
             raise ConfigError(f"recipe {path} does not exist (recipes live in recipes/)")
         try:
-            recipe = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+            recipe = read_yaml(path)
+        except ValueError as e:
+            raise ConfigError(f"recipe {e}") from None
         if not isinstance(recipe, dict):
             raise ConfigError(f"recipe {path} must be a YAML mapping of key: value")
         _check_keys(list(recipe), str(path))
