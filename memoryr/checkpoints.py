@@ -63,9 +63,15 @@ def replace_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def mark_complete(folder: Path, step: int) -> None:
-    """Write the completion marker: the last file of a checkpoint or model folder."""
-    (Path(folder) / MARKER).write_text(json.dumps({"step": step}) + "\n")
+def mark_complete(folder: Path, step: int, **state: float) -> None:
+    """Write the completion marker, the last file of a checkpoint or model folder, with any training `state` that
+    a resume needs and the checkpoint's other files do not hold."""
+    (Path(folder) / MARKER).write_text(json.dumps({"step": step, **state}) + "\n")
+
+
+def marker_record(folder: Path) -> dict:
+    """What a complete folder's marker holds (`step`, and what `mark_complete` was given)."""
+    return json.loads((Path(folder) / MARKER).read_text())
 
 
 def incomplete_reason(folder: Path) -> str | None:

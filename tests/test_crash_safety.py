@@ -3,7 +3,6 @@ to an uninterrupted run; checkpoints count only when complete; one writer per ru
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,16 @@ POINTS = [
     ("swap-best", "best/ between its two renames"),
     ("inside-final", "final/ half written"),
     ("mid-metrics-append@4", "a torn line in metrics.jsonl (step 3, after checkpoint-2)"),
+    ("mid-metrics-append@2", "a torn line in metrics.jsonl before the first checkpoint: the run starts over"),
+]
+# Epochs of 4 steps (4 training problems, one a step), 3 epochs: kills after checkpoints inside epochs 2 and 3
+# and at the boundary between them; resumed, the run must train on the same questions in the same order.
+EPOCHS = ["--train_limit", "4", "--max_steps", "12"]
+EPOCH_POINTS = [
+    ("before-rotation@3", "checkpoint-6 complete: resumed in the middle of epoch 2"),
+    ("before-rotation@4", "checkpoint-8 complete: resumed at the start of epoch 3"),
+    ("after-model-save@5", "checkpoint-10 half written: resumed from checkpoint-8"),
+    ("before-rotation@5", "checkpoint-10 complete: resumed in the middle of epoch 3"),
 ]
 
 
@@ -46,14 +55,21 @@ def finished_state(out: Path) -> dict:
 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {
+        "questions": questions_per_step(out),
         "final": (out / "final" / "model.safetensors").read_bytes(),
         "best": (out / "best" / "model.safetensors").read_bytes(),
         "memory": {p.name: p.read_bytes() for p in sorted((out / "final" / "memory").iterdir())},
-        "rows": [untimed(r) for r in rows if "train_runtime" not in r],
+        "rows": [untimed(r) for r in rows],  # the end-of-training summary (train_loss) included
         "evals": (out / "evals.json").read_text(),
         "completions": (out / "completions.jsonl").read_text(),
         "checkpoints": sorted(p.name for p in out.glob("checkpoint-*")),
     }
+
+
+def questions_per_step(out: Path) -> list[str]:
+    """The question each step trained on, from the end of the prompts logged in completions.jsonl."""
+    rows = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    return list({r["step"]: r["prompt_tail"].rsplit("<|im_start|>user", 1)[-1] for r in rows}.values())
 
 
 @pytest.fixture(scope="module")
@@ -61,28 +77,71 @@ def uninterrupted(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("full") / "run"
     done = train_process(out)
     assert done.returncode == 0, done.stderr[-3000:]
-    return finished_state(out)
+    return out, finished_state(out)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_epochs(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("epochs") / "run"
+    done = train_process(out, *EPOCHS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = finished_state(out)
+    epochs = [state["questions"][i:i + 4] for i in (0, 4, 8)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == sorted(epochs[2])  # every problem once an epoch
+    assert epochs[0] != epochs[1] and epochs[0] != epochs[2]  # so a replayed first epoch would show
+    return state
+
+
+def kill_and_resume(out: Path, point: str, *extra: str) -> subprocess.CompletedProcess:
+    """Train until the process dies at `point`, then resume it as the sweep does (`--resume true`)."""
+    killed = train_process(out, *extra, crash=point)
+    assert killed.returncode == CRASH_EXIT_CODE, f"{point} was never reached: {killed.stderr[-2000:]}"
+    assert not is_complete(out / "final")
+    resumed = train_process(out, *extra, "--resume", "true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return resumed
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point,what", POINTS, ids=[p for p, _ in POINTS])
 def test_a_run_killed_at_each_point_resumes_to_the_same_result(tmp_path, uninterrupted, point, what):
     out = tmp_path / "run"
-    killed = train_process(out, crash=point)
-    assert killed.returncode == CRASH_EXIT_CODE, f"{point} was never reached: {killed.stderr[-2000:]}"
-    assert not is_complete(out / "final")
-    # as the sweep does: resume from the last complete checkpoint, or start over when there is none
-    if latest_complete_checkpoint(out)[0] is not None:
-        resumed = train_process(out, "--resume", "true")
-    else:
-        shutil.rmtree(out)
-        resumed = train_process(out)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    if point.startswith("mid-metrics-append"):
+    resumed = kill_and_resume(out, point)
+    if point == "mid-metrics-append@4":
         assert "metrics.jsonl: dropped a torn last line" in resumed.stdout
     if point.startswith("before-marker"):
         assert "skipped checkpoint-4: no completion marker" in resumed.stdout
-    assert finished_state(out) == uninterrupted, what
+    assert finished_state(out) == uninterrupted[1], what
+    (entry,) = json.loads((out / "run.json").read_text())["resumes"]  # the record says what happened
+    if entry["from"] is None:  # no complete checkpoint yet
+        assert "starting the run over" in resumed.stdout
+    else:
+        assert f"resuming {out} from {entry['from']}" in resumed.stdout
+    if point == "mid-metrics-append@2":
+        assert entry["from"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point,what", EPOCH_POINTS, ids=[p for p, _ in EPOCH_POINTS])
+def test_a_run_killed_in_a_later_epoch_resumes_on_the_same_questions(tmp_path, uninterrupted_epochs, point, what):
+    out = tmp_path / "run"
+    resumed = kill_and_resume(out, point, *EPOCHS)
+    state = finished_state(out)
+    assert state["questions"] == uninterrupted_epochs["questions"], what
+    assert state == uninterrupted_epochs, what
+    (entry,) = json.loads((out / "run.json").read_text())["resumes"]
+    assert entry["from"] in resumed.stdout and entry["epoch"] >= 1
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_leaves_it_as_it_is(uninterrupted):
+    out, state = uninterrupted
+    metrics = (out / "metrics.jsonl").read_bytes()
+    again = train_process(out, "--resume", "true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "is finished (final/ is complete): nothing to resume" in again.stdout
+    assert (out / "metrics.jsonl").read_bytes() == metrics and finished_state(out) == state
+    assert json.loads((out / "run.json").read_text())["resumes"] == []
 
 
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):

@@ -124,12 +124,26 @@ def test_resume_reproduces_memory_and_rewards_of_uninterrupted_run(tmp_path, tin
         assert (full / "checkpoint-4" / "memory" / name).read_bytes() == (resumed / "checkpoint-4" / "memory" / name).read_bytes()
 
 
-def test_resume_without_checkpoint_and_reused_output_dir_are_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="none does not exist"):
-        run(tmp_path / "none", "gsm8k-r1-cpu.yaml", "--resume", "true")
-    (tmp_path / "torn" / "checkpoint-2").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="no complete checkpoint-.*skipped checkpoint-2: no completion marker"):
-        run(tmp_path / "torn", "gsm8k-r1-cpu.yaml", "--resume", "true")
+def trained_questions(completions: Path) -> list[str]:
+    """The question of each logged step (the user turn at the end of its prompt), in step order."""
+    rows = [json.loads(line) for line in completions.read_text().splitlines()]
+    return list({r["step"]: r["prompt_tail"].rsplit("<|im_start|>user", 1)[-1] for r in rows}.values())
+
+
+@pytest.mark.slow
+def test_study2_data_order_is_unchanged(tmp_path, tiny_model_path):
+    """Study 2's uninterrupted runs stay valid: its R1 run at seed 1 trained on these questions, step by step
+    (32 problems, 2.5 epochs); the order depends on the data settings and the seed, not on the model."""
+    study = Path(__file__).resolve().parents[1] / "results" / "study2" / "report" / "runs" / "study2-r1-seed1"
+    out = train(*parse_config(["--config", str(RECIPES / "study2-r1.yaml"), "--seed", "1", *TINY,
+                               "--max_completion_length", "4", "--eval_limit", "0", "--save_steps", "80",
+                               "--output_dir", str(tmp_path / "order"), "--disable_tqdm", "true"]))
+    expected = trained_questions(study / "completions.jsonl")
+    assert len(expected) == 80 and len(set(expected)) == 31  # two of the 32 problems are "Calculate 0 - 9."
+    assert trained_questions(out / "completions.jsonl") == expected
+
+
+def test_a_reused_output_dir_is_a_clear_error(tmp_path):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "metrics.jsonl").write_text("")
     with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):

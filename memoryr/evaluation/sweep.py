@@ -376,7 +376,7 @@ def prune_checkpoints(folder: Path) -> None:
 
 
 def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
-    """What a run still needs: None when finished and evaluated; else a Job (a restart first removes its folder)."""
+    """What a run still needs: None when finished and evaluated; else a Job."""
     folder = run_dir(sweep, recipe, seed)
     log = log_path(sweep, folder)
     echoed = log.stat().st_size if log.exists() else 0
@@ -395,9 +395,9 @@ def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
     if (folder / "final").exists():  # never staged by this version: older memoryr, or damaged by hand
         raise SweepError(f"{folder / 'final'} has no completion marker (written by an older memoryr, or damaged); "
                          "move the run folder away to train it again")
-    if folder.exists():  # stopped before its first complete checkpoint: nothing to resume
+    if folder.exists():  # stopped before its first complete checkpoint: `--resume` starts it over and records that
         with RunLock(folder):  # unless a live process still writes it
-            shutil.rmtree(folder)
+            train.extend(["--resume", "true"])
     return Job(folder, log, ["train", *MODELS], train, True, "training", echoed=echoed)
 
 

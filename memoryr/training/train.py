@@ -25,17 +25,19 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
-from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point,
-                                 latest_complete_checkpoint, mark_complete, recover, replace_text, staging, swap_in)
+from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point, is_complete,
+                                 latest_complete_checkpoint, mark_complete, marker_record, recover, replace_text,
+                                 staging, swap_in)
 from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.memory.encoder import encoder_device
 from memoryr.models import load_tokenizer, resolve_model
-from memoryr.run_record import write_run_record
+from memoryr.run_record import record_resume, resume_entry, write_run_record
 from memoryr.tasks.data import Problem, load_problems, parse_task_config
 from memoryr.tasks.prompts import build_prompt
 from memoryr.tasks.rewards import MEMORY_REWARDS, TIE_TOLERANCE, RewardFn, correctness, outcome_reward
 from memoryr.training.config import ScriptArguments, resolved_config
+from memoryr.training.data_order import EpochSampler
 from memoryr.training.packed_decode import packed_generate, packing_fallback
 from memoryr.training.progress import KeyNumbersBar, hide_library_bars, silence_library_deprecations
 from memoryr.training.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
@@ -216,6 +218,25 @@ class MemoryrTrainer(GRPOTrainer):
             else:
                 policy.generate = partial(packed_generate, policy.generate, policy)
 
+    def _get_train_sampler(self, dataset=None):
+        """TRL's sampler, with each epoch's order a pure function of (seed, epoch) (see data_order.py)."""
+        trl = super()._get_train_sampler(dataset)
+        self.train_sampler = EpochSampler(trl.data_source, trl.mini_repeat_count, trl.batch_size, trl.repeat_count,
+                                          trl.shuffle, trl.seed)
+        return self.train_sampler
+
+    def _run_epoch(self, *args, epoch: int, resume_from_checkpoint=None, epochs_trained: int = 0, **kwargs):
+        """Set what transformers leaves as it was at the start when a run resumes: the sampler's epoch (its own
+        `set_epoch` call misses the sampler behind a 2-process resume's skipped batches) and the sum of the
+        logged losses behind `train_loss`, which the checkpoint's marker holds."""
+        self.train_sampler.set_epoch(epoch)
+        if resume_from_checkpoint is not None and epoch == epochs_trained:
+            total = marker_record(Path(resume_from_checkpoint)).get("loss_total")
+            if total is not None:
+                self._total_loss_scalar = total
+        return super()._run_epoch(*args, epoch=epoch, resume_from_checkpoint=resume_from_checkpoint,
+                                  epochs_trained=epochs_trained, **kwargs)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.step_prompts is not None and self.accelerator.sync_gradients:  # the step's last micro-batch
@@ -243,6 +264,8 @@ class MemoryrTrainer(GRPOTrainer):
         return logps, entropies, None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "train_loss" in logs:  # the mean over all steps; transformers divides by the steps of this call alone
+            logs["train_loss"] = self._total_loss_scalar / max(self.state.global_step, 0.001)
         super().log(logs, start_time)
         if not self.accelerator.is_main_process or not self.model.training:
             return
@@ -299,10 +322,14 @@ class MemoryrTrainer(GRPOTrainer):
             self.args.save_total_limit = limit
         if self.args.should_save:
             crash_point("before-marker")
-            mark_complete(folder, self.state.global_step)
+            mark_complete(folder, self.state.global_step, loss_total=self.loss_total())
             crash_point("before-rotation")
             rotate_checkpoints(str(folder.parent), limit, self.state.best_model_checkpoint)
             crash_point("after-rotation")
+
+    def loss_total(self) -> float:
+        """The sum of the losses so far, logged or not yet: what `train_loss` divides by the step count."""
+        return self._total_loss_scalar + self._tr_loss.item()
 
     def _save_optimizer_and_scheduler(self, output_dir):
         crash_point("after-model-save")  # the model files are written, the optimizer not yet
@@ -345,8 +372,9 @@ def _group_spread(values: torch.Tensor, group_size: int) -> torch.Tensor:
     return groups.nan_to_num(nan=-torch.inf).amax(dim=1) - groups.nan_to_num(nan=torch.inf).amin(dim=1)
 
 
-def trimmed_logs(out: Path, step: int) -> dict[Path, str]:
-    """New contents of the run's logs without rows written after `step` (resume from checkpoint-`step`).
+def trimmed_logs(out: Path, step: int, finished: bool = False) -> dict[Path, str]:
+    """New contents of the run's logs without rows written after `step` (resume from checkpoint-`step`); the
+    end-of-training summary row goes too unless the checkpoint is the run's last (`finished`).
 
     Computed before anything is written. A torn last line (a crash mid-append) is dropped with a
     warning naming the file; an unreadable line elsewhere is an error naming file and line.
@@ -366,7 +394,7 @@ def trimmed_logs(out: Path, step: int) -> dict[Path, str]:
                     print(f"[memoryr] {path}: dropped a torn last line (a crash while it was written)")
                     continue
                 raise ValueError(f"{path}:{line_no}: not valid JSON; the run's log is damaged") from None
-            if row.get("step", 0) <= step and "train_runtime" not in row:  # the end-of-training summary is rewritten
+            if row.get("step", 0) <= step and (finished or "train_runtime" not in row):  # a summary is rewritten
                 kept.append(line if line.endswith("\n") else line + "\n")
         contents[path] = "".join(kept)
     evals = out / "evals.json"
@@ -381,17 +409,16 @@ def trimmed_logs(out: Path, step: int) -> dict[Path, str]:
     return contents
 
 
-def resume_point(out: Path) -> Path:
-    """The newest complete checkpoint of a run folder, saying which newer ones were skipped and why."""
-    if not out.is_dir():
-        raise FileNotFoundError(f"--resume: {out} does not exist")
-    checkpoint, skipped = latest_complete_checkpoint(out)
+def resume_point(out: Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, saying which newer ones were skipped and why; None, saying
+    that the run starts over, when there is none."""
+    checkpoint, skipped = latest_complete_checkpoint(out) if out.is_dir() else (None, [])
     for line in skipped:
         print(f"[memoryr] {out}: {line}")
     if checkpoint is None:
-        why = f" ({'; '.join(skipped)})" if skipped else ""
-        raise FileNotFoundError(f"--resume: no complete checkpoint-* folder in {out}{why}")
-    print(f"[memoryr] resuming {out} from {checkpoint.name}")
+        print(f"[memoryr] --resume: no complete checkpoint-* folder in {out}: starting the run over")
+    else:
+        print(f"[memoryr] resuming {out} from {checkpoint.name}")
     return checkpoint
 
 
@@ -410,10 +437,14 @@ def train(
     out = Path(training_args.output_dir)
     main = PartialState().is_main_process
     with ExitStack() as stack:
+        locked = main and out.is_dir()
+        if locked:
+            stack.enter_context(RunLock(out))
         checkpoint = None
         if script_args.resume:
-            if main and out.is_dir():
-                stack.enter_context(RunLock(out))
+            if is_complete(out / "final"):
+                print(f"[memoryr] {out} is finished (final/ is complete): nothing to resume")
+                return out
             checkpoint = resume_point(out)
         elif (out / "metrics.jsonl").exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another output_dir")
@@ -433,16 +464,21 @@ def train(
             step = checkpoint_step(checkpoint)
             if memory is not None:
                 memory.load(checkpoint / "memory", step=step)
-            logs = trimmed_logs(out, step)
+            finished = _finished_at(checkpoint, training_args.max_steps)
+            logs = trimmed_logs(out, step, finished)
         model_init = dict(training_args.model_init_kwargs or {})
         if model_args.dtype is not None:
             model_init["dtype"] = model_args.dtype
         training_args.model_init_kwargs = model_init or None
 
+        started_over = script_args.resume and checkpoint is None and (out / "run.json").exists()
         if main:  # validated: now the run folder may change
             if checkpoint is None:
                 out.mkdir(parents=True, exist_ok=True)
-                stack.enter_context(RunLock(out))
+                if not locked:
+                    stack.enter_context(RunLock(out))
+                if started_over:  # killed before its first checkpoint: nothing of that attempt may stay
+                    _clear_run(out)
             else:
                 _prepare_resume(out, checkpoint, logs, training_args.save_total_limit)
         hide_library_bars()  # downloads are done; bars for loading and saving weights would break the training bar
@@ -462,12 +498,17 @@ def train(
             trainer.remove_callback(ProgressCallback)
             trainer.add_callback(KeyNumbersBar())
         if main:
-            write_run_record(out / "run.json", resolved_config(script_args, training_args, model_args),
-                             training_args.seed)
-        if checkpoint is not None and _finished_at(checkpoint, training_args.max_steps):
+            config = resolved_config(script_args, training_args, model_args)
+            if checkpoint is None and not started_over:
+                write_run_record(out / "run.json", config, training_args.seed)
+            else:
+                record_resume(out / "run.json", config, training_args.seed, resume_entry(checkpoint))
+        if checkpoint is not None and finished:
             # transformers would run one step past the end when resuming a finished run's last checkpoint
             trainer._load_from_checkpoint(str(checkpoint))
             trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
+            if main and '"train_runtime"' not in logs.get(out / "metrics.jsonl", ""):
+                _log_summary(out, trainer.state, marker_record(checkpoint).get("loss_total"))
         else:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         save_final(trainer, memory, out)
@@ -478,6 +519,27 @@ def _finished_at(checkpoint: Path, max_steps: int) -> bool:
     """Whether a checkpoint is the end of training (its step reached max_steps, or its own planned steps)."""
     state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
     return state.global_step >= (max_steps if max_steps > 0 else state.max_steps)
+
+
+def _log_summary(out: Path, state: TrainerState, loss_total: float | None) -> None:
+    """The end-of-training row for a run killed after its last checkpoint and before transformers wrote the row:
+    train_loss over all steps as transformers computes it, and this call's timings (no steps trained)."""
+    row = {"train_runtime": 0.0, "train_samples_per_second": 0.0, "train_steps_per_second": 0.0,
+           "total_flos": state.total_flos, "train_loss": (loss_total or 0.0) / max(state.global_step, 0.001),
+           "epoch": state.epoch, "step": state.global_step}
+    append_line(out / "metrics.jsonl", json.dumps(row) + "\n", "mid-metrics-append")
+
+
+def _clear_run(out: Path) -> None:
+    """Remove what a run that made no complete checkpoint wrote (logs, models, checkpoints, TensorBoard events),
+    keeping run.json, which records the restart, and the lock."""
+    for name in ("metrics.jsonl", "completions.jsonl", "evals.json"):
+        (out / name).unlink(missing_ok=True)
+    for folder in (out / "best", out / "final"):
+        recover(folder)  # their staged and moved-aside copies
+        shutil.rmtree(folder, ignore_errors=True)
+    for folder in [*checkpoints(out), out / "runs"]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _prepare_resume(out: Path, checkpoint: Path, logs: dict[Path, str], save_total_limit: int | None = None) -> None:
