@@ -147,16 +147,19 @@ def test_interrupted_eval_resumes_with_only_the_missing_problems(tiny, tmp_path,
         evaluate(model, tokenizer, other, **kwargs)
 
 
-def test_read_samples_repairs_an_interrupted_last_line(tmp_path):
+def test_read_samples_repairs_an_interrupted_last_line_only_for_a_writer(tmp_path, capsys):
     record = {"index": 0, "question": "q", "gold": "1", "completions": ["c"], "num_tokens": [1], "extracted": [None],
               "correct": [False]}
     path = tmp_path / "samples.jsonl"
     path.write_text(json.dumps(record))  # whole record, newline not yet written
-    assert list(read_samples(path)) == [0] and path.read_text().endswith("\n")
-    path.write_text(json.dumps(record) + "\n" + json.dumps({**record, "index": 1})[:-5])  # cut off mid-record
-    assert list(read_samples(path)) == [0] and len(path.read_text().splitlines()) == 1
+    assert list(read_samples(path, repair=True)) == [0] and path.read_text().endswith("\n")
+    torn = json.dumps(record) + "\n" + json.dumps({**record, "index": 1})[:-5]  # cut off mid-record
+    path.write_text(torn)
+    assert list(read_samples(path)) == [0] and path.read_text() == torn  # the report reads; it does not write
+    assert f"{path}: dropped a torn last line" in capsys.readouterr().out
+    assert list(read_samples(path, repair=True)) == [0] and len(path.read_text().splitlines()) == 1
     path.write_text('{"index": 3}\n' + json.dumps(record) + "\n")
-    with pytest.raises(DataError, match="samples.jsonl:1: not a sample record"):
+    with pytest.raises(DataError, match="samples.jsonl:1: missing completions, correct, extracted, gold"):
         read_samples(path)
 
 

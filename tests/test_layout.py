@@ -16,7 +16,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = {"models", "hardware", "checkpoints", "run_record", "yaml_file"}  # top-level modules every part may use
+# top-level modules every part may use
+SHARED = {"models", "hardware", "checkpoints", "run_record", "yaml_file", "jsonl_log"}
 ALLOWED = {  # part -> the parts it may import (its own included)
     "cli": {"cli", "errors", "bench", "training", "evaluation", "memory", "tasks", *SHARED},
     "errors": {"training", "evaluation", "memory", "tasks", *SHARED},  # the CLI's list of expected errors

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from memoryr.cli import main
 from memoryr.evaluation.compare import bootstrap_ci
 from memoryr.evaluation.report import (
     CollapseThresholds,
@@ -16,6 +17,7 @@ from memoryr.evaluation.report import (
     report,
     report_cli,
 )
+from memoryr.evaluation.summary import summarise_run
 
 STEPS = 50
 
@@ -173,6 +175,28 @@ def test_missing_or_empty_runs_are_clear_errors(tmp_path):
         report([empty], tmp_path / "out", CollapseThresholds())
     with pytest.raises(ValueError, match="no run folders"):
         report([], tmp_path / "out", CollapseThresholds())
+
+
+def test_a_torn_last_metrics_line_warns_and_a_bad_one_before_it_is_one_error_line(runs, tmp_path, capsys):
+    metrics = runs[0] / "metrics.jsonl"
+    whole = metrics.read_text()
+    metrics.write_text(whole + '{"loss": 0.01, "st')  # the run crashed, or is still writing
+    assert main(["report", str(runs[0]), "--out", str(tmp_path / "out")]) == 0
+    assert f"[memoryr] {metrics}: dropped a torn last line" in capsys.readouterr().out
+    metrics.write_text('{"loss": 0.01, "st\n' + whole)
+    assert main(["report", str(runs[0]), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: {metrics}:1: not valid JSON; the log is damaged\n"
+
+
+def test_the_summary_reads_metrics_as_the_report_does(runs, capsys):
+    metrics = runs[0] / "metrics.jsonl"
+    whole = metrics.read_text()
+    metrics.write_text(whole + '{"loss": 0.01, "st')
+    assert f"steps logged: {STEPS} (last step {STEPS})" in summarise_run(runs[0])  # it used to crash here
+    assert f"{metrics}: dropped a torn last line" in capsys.readouterr().out
+    metrics.write_text(whole.replace("\n", "\n[]\n", 1))
+    with pytest.raises(ValueError, match="metrics.jsonl:2: expected a JSON object, got list"):
+        summarise_run(runs[0])
 
 
 def test_format_cell_with_a_single_run():

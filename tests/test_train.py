@@ -162,19 +162,21 @@ def test_study_recipe_smoke_with_real_smollm2(tmp_path):
     assert json.loads((out / "evals.json").read_text())["last"]["step"] == 2
 
 
-def test_resume_forgets_log_rows_written_after_the_checkpoint(tmp_path):
-    rows = [{"step": s, "loss": 0.0} for s in (1, 2, 3)] + [{"step": 2, "eval/accuracy": 0.5}]
+def test_resume_forgets_log_rows_written_after_the_checkpoint(tmp_path, capsys):
+    rows = [{"step": s, "loss": s / 3} for s in (1, 2, 3)] + [{"step": 2, "eval/accuracy": 0.5}]
     rows.append({"step": 2, "train_runtime": 9.0})  # the end-of-training summary: rewritten when the run ends
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "lo')
-    (tmp_path / "completions.jsonl").write_text(json.dumps({"step": 3, "completion": "x"}) + "\n")
+    kept = json.dumps({"step": 1, "completion": "½\n", "rewards": {"memoryr+": float("nan")}}) + "\n"
+    (tmp_path / "completions.jsonl").write_text(kept + json.dumps({"step": 3, "completion": "x"}) + "\n")
     history = [{"step": 2, "accuracy": 0.5, "parse_rate": 1.0}, {"step": 3, "accuracy": 0.75, "parse_rate": 1.0}]
     (tmp_path / "evals.json").write_text(json.dumps(evals_record("gsm8k", "validation", history)))
     for step in (3, 4):  # newer checkpoints, the second one incomplete: both removed on resume
         (tmp_path / f"checkpoint-{step}").mkdir()
     (tmp_path / "checkpoint-2").mkdir()
     _prepare_resume(tmp_path, tmp_path / "checkpoint-2", trimmed_logs(tmp_path, 2))
-    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 2]
-    assert (tmp_path / "completions.jsonl").read_text() == ""
+    assert (tmp_path / "metrics.jsonl").read_text() == "".join(json.dumps(rows[i]) + "\n" for i in (0, 1, 3))
+    assert f"{tmp_path / 'metrics.jsonl'}: dropped a torn last line" in capsys.readouterr().out
+    assert (tmp_path / "completions.jsonl").read_text() == kept  # the rows kept are the bytes written
     evals = json.loads((tmp_path / "evals.json").read_text())
     assert evals["best"]["step"] == 2 and evals["last"]["step"] == 2 and len(evals["history"]) == 1
     assert evals["split"] == "validation"

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from memoryr.hardware import cpu_bf16_kind
+from memoryr.jsonl_log import read_log
 from memoryr.yaml_file import read_yaml
 
 BF16_FLAG = "--bf16"
@@ -89,8 +90,7 @@ def run_worker(config: str, steps: int, overrides: list[str], out: Path) -> None
         argv = ["--config", config, *overrides, "--max_steps", str(steps), "--output_dir", run_dir,
                 "--eval_limit", "0", "--save_strategy", "no", "--disable_tqdm", "true"]
         train(*parse_config(argv), trainer_cls=_timed_trainer_cls())
-        lines = (Path(run_dir) / "step_timings.jsonl").read_text().splitlines()
-        out.write_text(json.dumps([json.loads(line) for line in lines]))
+        out.write_text(json.dumps(read_log(Path(run_dir) / "step_timings.jsonl")))
 
 
 def summarise(records: list[dict]) -> dict:

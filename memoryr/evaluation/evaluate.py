@@ -25,6 +25,7 @@ import math
 import time
 from pathlib import Path
 
+from memoryr.jsonl_log import read_log
 from memoryr.run_record import library_versions
 from memoryr.tasks.data import DataError, Problem, load_problems, parse_task_config
 from memoryr.tasks.grading import GRADING_MODES, grade, normalise
@@ -115,31 +116,12 @@ def sample_metrics(records: list[dict]) -> dict:
 # ---------------------------------------------------------------- samples file
 
 
-def read_samples(path: Path) -> dict[int, dict]:
-    """Sample records by problem index. A last line without its newline (an interrupted write) is
-    repaired in the file: completed if it is whole, dropped if it was cut off."""
+def read_samples(path: Path, repair: bool = False) -> dict[int, dict]:
+    """Sample records by problem index ({} without the file), read as a log (`read_log`: a torn last
+    line is dropped); `repair` before appending, so that a new record never follows a torn one."""
     if not path.exists():
         return {}
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        try:
-            json.loads(lines[-1])
-            lines[-1] += "\n"
-        except json.JSONDecodeError:
-            lines.pop()
-        path.write_text("".join(lines), encoding="utf-8")
-    records: dict[int, dict] = {}
-    for line_no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict) or not SAMPLE_FIELDS <= record.keys():
-            raise DataError(f"{path}:{line_no}: not a sample record; remove the file to start the evaluation afresh")
-        records[record["index"]] = record
-    return records
+    return {r["index"]: r for r in read_log(path, fields=SAMPLE_FIELDS, error=DataError, repair=repair)}
 
 
 def _check_recorded(records: dict[int, dict], problems: list[Problem], path: Path) -> None:
@@ -242,7 +224,7 @@ def evaluate(
         raise ValueError(f"k={num_samples} samples need a temperature > 0 (got {temperature})")
     records: dict[int, dict] = {}
     if sample_path is not None:
-        records = read_samples(Path(sample_path))
+        records = read_samples(Path(sample_path), repair=True)
         _check_recorded(records, problems, Path(sample_path))
     pending = [i for i in range(len(problems)) if i not in records]
     prompts = {i: build_prompt(tokenizer, problems[i].question, shots, exemplars, prefill, system_prompt) for i in pending}
@@ -456,7 +438,7 @@ def eval_cli(argv: list[str]) -> None:
         "versions": library_versions(),
     }
     results_path.write_text(json.dumps(record, indent=2))
-    done_before = set(read_samples(samples_path))
+    done_before = set(read_samples(samples_path, repair=True))  # here, so evaluate's own read warns no second time
 
     model, tokenizer = load_for_eval(settings["model_path"], settings["backend"], args.seed)
     began = time.perf_counter()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from memoryr.evaluation.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
 from memoryr.evaluation.evaluate import RESUME_SETTINGS, read_samples, recorded_settings
+from memoryr.jsonl_log import read_log
 from memoryr.tasks.rewards import TIE_TOLERANCE
 
 METHODS = ("R1", "Cosine", "Memory-R", "Memory-R+")  # the paper's column order
@@ -118,21 +119,6 @@ def method_name(reward_funcs: list[str]) -> str:
 # ---------------------------------------------------------------- reading runs
 
 
-def _read_rows(path: Path) -> list[dict]:
-    """JSON lines; a cut-off last line (a run still writing) is ignored."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows = []
-    for line_no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if line_no < len(lines):
-                raise ValueError(f"{path}:{line_no}: not valid JSON") from None
-    return rows
-
-
 def load_held_out(folder: Path) -> HeldOutEval | None:
     """A run's eval-best/ or eval-last/ when its results.json is complete, with samples.jsonl's verdicts if there."""
     path = folder / "results.json"
@@ -205,7 +191,7 @@ def load_run(path: Path) -> Run:
         reward_funcs = config["script"]["reward_funcs"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"{path / 'run.json'} is not a memoryr run record (no config.script.reward_funcs)") from None
-    rows = _read_rows(path / "metrics.jsonl")
+    rows = read_log(path / "metrics.jsonl")
     steps = [r for r in rows if "loss" in r]
     if not steps:
         raise ValueError(f"{path / 'metrics.jsonl'} has no training steps logged yet")

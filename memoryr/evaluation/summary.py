@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from memoryr.jsonl_log import read_log
+
 KEYS = ("reward", "frac_groups_tied", "completions/mean_length", "entropy", "loss", "step_time")
 
 
@@ -13,8 +15,7 @@ def read_metrics(run: Path) -> list[dict]:
     path = Path(run) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; is {run} a memoryr run folder?")
-    with open(path) as f:
-        return [r for r in (json.loads(line) for line in f if line.strip()) if "loss" in r]
+    return [r for r in read_log(path) if "loss" in r]
 
 
 def _mean(values: list[float]) -> str:

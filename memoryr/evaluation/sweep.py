@@ -446,6 +446,7 @@ def _failure_line(log: Path) -> str:
 
 def _last_step(metrics: Path) -> int | None:
     """The step of metrics.jsonl's last complete row, read from its tail (None before the first)."""
+    # not read_log: this reads only the tail of a log still being written, and the seek cuts its first line
     if not metrics.exists():
         return None
     with open(metrics, "rb") as f:

@@ -30,6 +30,7 @@ from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, 
                                  staging, swap_in)
 from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
+from memoryr.jsonl_log import read_log
 from memoryr.memory.encoder import encoder_device
 from memoryr.models import load_tokenizer, resolve_model
 from memoryr.run_record import record_resume, resume_entry, write_run_record
@@ -376,27 +377,17 @@ def trimmed_logs(out: Path, step: int, finished: bool = False) -> dict[Path, str
     """New contents of the run's logs without rows written after `step` (resume from checkpoint-`step`); the
     end-of-training summary row goes too unless the checkpoint is the run's last (`finished`).
 
-    Computed before anything is written. A torn last line (a crash mid-append) is dropped with a
-    warning naming the file; an unreadable line elsewhere is an error naming file and line.
+    Computed before anything is written. The logs are read with `read_log`: a torn last line (a crash
+    mid-append) is dropped with a warning naming the file; any other bad line is an error naming file:line.
     """
     contents = {}
     for name in ("metrics.jsonl", "completions.jsonl"):
         path = out / name
         if not path.exists():
             continue
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = []
-        for line_no, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                if line_no == len(lines) and not line.endswith("\n"):
-                    print(f"[memoryr] {path}: dropped a torn last line (a crash while it was written)")
-                    continue
-                raise ValueError(f"{path}:{line_no}: not valid JSON; the run's log is damaged") from None
-            if row.get("step", 0) <= step and (finished or "train_runtime" not in row):  # a summary is rewritten
-                kept.append(line if line.endswith("\n") else line + "\n")
-        contents[path] = "".join(kept)
+        # rows after the checkpoint go, and so does the end-of-training summary unless the checkpoint is the last
+        kept = [row for row in read_log(path) if row.get("step", 0) <= step and (finished or "train_runtime" not in row)]
+        contents[path] = "".join(json.dumps(row) + "\n" for row in kept)  # as written: json round-trips
     evals = out / "evals.json"
     if evals.exists():
         try:
