@@ -1,7 +1,9 @@
 """Policy models by alias: offline GGUF packages de-quantised once and cached, or a tiny random model.
 
 `resolve_model(name)` turns an alias into a local folder that `from_pretrained` can load. Any name
-that is not an alias (a Hugging Face id or a local folder) passes through unchanged.
+that is not an alias (a Hugging Face id or a local folder) passes through unchanged. One process at
+a time prepares an alias (a lock in the cache; the others wait, then use its result), building in a
+private temporary folder that is renamed into place.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ import importlib.metadata
 import importlib.util
 import os
 import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +58,46 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MEMORYR_CACHE", Path.home() / ".cache" / "memoryr")) / "models"
 
 
+def lock_path(name: str) -> Path:
+    """The lock file that processes preparing an alias take turns on."""
+    return cache_dir() / f".{name}.lock"
+
+
+@contextmanager
+def _preparing(name: str) -> Iterator[None]:
+    """Hold the alias's lock; while another process holds it, say so once and wait."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(name)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # on stderr: `memoryr models prepare` prints the model's path alone on stdout
+        print(f"[memoryr] waiting for another process to prepare {name} (lock {path})", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A path in a private temporary folder beside `target`, renamed onto it when the block succeeds and removed
+    when it fails, so a prepare that stops part way leaves no half model. Callers hold the alias's lock, so any
+    other temporary folder of `target` is a killed process's leftover, removed here."""
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield folder / target.name
+        if target.is_dir():  # a partial folder (no config.json) from an older memoryr
+            shutil.rmtree(target)
+        os.replace(folder / target.name, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _package_folder(module: str, install: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -65,7 +111,7 @@ def _smollm2_gguf() -> tuple[Path, str]:
 
 
 def _qwen_gguf() -> tuple[Path, str]:
-    """Concatenate the six part files into one GGUF in the cache (once)."""
+    """Concatenate the six part files into one GGUF in the cache (once; under the alias's lock)."""
     target = cache_dir() / "gguf" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
     if target.exists():
         return target.parent, target.name
@@ -81,23 +127,18 @@ def _qwen_gguf() -> tuple[Path, str]:
             raise ModelError(f"package {dist!r} has no data/part0{i}.bin; reinstall it")
         parts.append(Path(found[0].locate()))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    with open(tmp, "wb") as out:
+    with _staging(target) as tmp, open(tmp, "wb") as out:
         for part in parts:
             with open(part, "rb") as f:
                 shutil.copyfileobj(f, out)
-    os.replace(tmp, target)
     return target.parent, target.name
 
 
 def _save_atomically(model, tokenizer, target: Path) -> None:
-    """Save into a temporary folder, then rename, so an interrupted prepare never leaves half a model."""
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    """Save into a private temporary folder, then rename, so an interrupted prepare never leaves half a model."""
+    with _staging(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
 
 def _dequantise(folder: Path, gguf_file: str, target: Path) -> None:
@@ -150,8 +191,12 @@ def resolve_model(name: str) -> str:
             raise ModelError(f"model folder {name!r} does not exist; known aliases: {', '.join(ALIASES)}")
         return name
     target = cache_dir() / name
-    if not is_prepared(name):
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if is_prepared(name):
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _preparing(name):
+        if is_prepared(name):  # by the process this one waited for
+            return str(target)
         if name == "tiny-random":
             _build_tiny_random(target)
         elif name == "smollm2-135m-instruct":

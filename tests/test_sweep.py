@@ -12,10 +12,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
+from filelock import FileLock
 
+from memoryr import models
 from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete
 from memoryr.cli import main
 from memoryr.evaluation import sweep as sweep_module
@@ -310,12 +313,23 @@ def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- real tiny sweeps
 
 
+WAITING = "[memoryr] waiting for another process to prepare tiny-random"
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_model_path, data_dir):
-    """Two tiny runs at once (`--jobs 2`, one thread each), evaluated and reported: (folder, console output).
-    Their checkpoints are kept, for the resume test."""
+def reference(tmp_path_factory, data_dir):
+    """Two tiny runs at once (`--jobs 2`, one thread each) from an empty model cache, evaluated and reported:
+    (folder, console output). Both runs begin by preparing tiny-random; the lock held here until both wait for
+    it makes them certainly meet there. Their checkpoints are kept, for the resume test."""
     folder = tmp_path_factory.mktemp("reference")
-    code, out, err = finish(start_sweep(write_sweep(folder, baseline="R1", keep_checkpoints=True), "--jobs", "2"))
+    logs = [folder / "runs" / "logs" / f"{run}.log" for run in (RUN1, RUN2)]
+    with mock.patch.dict(os.environ, {"MEMORYR_CACHE": str(folder / "cache")}):
+        models.cache_dir().mkdir(parents=True)
+        with FileLock(models.lock_path("tiny-random")):
+            sweep = start_sweep(write_sweep(folder, baseline="R1", keep_checkpoints=True), "--jobs", "2")
+            wait_for(lambda: sweep.poll() is not None or all(log.exists() and WAITING in log.read_text() for log in logs),
+                     "both runs to wait for tiny-random")
+        code, out, err = finish(sweep)
     assert code == 0, err
     return folder, out
 
@@ -341,6 +355,7 @@ def test_two_runs_at_once_finish_with_their_logs_and_report(reference):
         # the tiny model scores 0 at steps 1 and 2, so best/ is step 1's and both models are evaluated
         assert log.count("memoryr train --config") == 1 and log.count("memoryr eval --model") == 2
         assert "gsm8k validation accuracy" in log  # the child's own output
+        assert log.count(WAITING) == 1  # for tiny-random, from the empty cache: it waited once, then used it
     assert (report / "report.md").exists()
     copied = report / "runs" / RUN1
     for name in ("metrics.jsonl", "evals.json", "run.json", "eval-best/results.json", "eval-last/results.json"):
