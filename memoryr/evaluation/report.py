@@ -26,6 +26,7 @@ from pathlib import Path
 
 from memoryr.evaluation.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
 from memoryr.evaluation.evaluate import RESUME_SETTINGS, read_samples, recorded_settings
+from memoryr.evaluation.interruptions import describe_resume, interruption_table
 from memoryr.jsonl_log import read_log
 from memoryr.tasks.rewards import TIE_TOLERANCE
 
@@ -769,6 +770,7 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
     for run, entry in zip(runs, record["runs"]):
         cells = [_flag_cell(entry["flags"][k]) for k in ("length", "reward_mode", "zero_advantage", "held_out")]
         lines.append(f"| {run.path} | {run.method} | {run.seed} | {len(run.steps)} | " + " | ".join(cells) + " |")
+    lines += _interruption_lines(runs, record["interruptions"])
     dynamics = record["dynamics"]
     lines += [
         "",
@@ -790,6 +792,33 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _interruption_lines(runs: list[Run], table: dict[str, dict]) -> list[str]:
+    """Every resumed run, from which checkpoint, and every run whose data order differs from its pairs'."""
+    listed = [run for run in runs if table[str(run.path)]["resumes"] != [] or table[str(run.path)]["data_order"]]
+    lines = ["", "## Interruptions", "",
+             "Resumes as run.json records them (`resumes`). Data order: the questions each step trained on "
+             "(completions.jsonl), against the runs with the same seed and data settings; a run resumed in a later "
+             "epoch by memoryr before it drew each epoch's order from (seed, epoch) replayed the first epoch's order.",
+             ""]
+    if not listed:
+        return lines + ["No run was resumed or trained on another data order than its pairs."]
+    lines += ["| run | resumed | data order |", "|---|---|---|"]
+    for run in listed:
+        entry = table[str(run.path)]
+        resumed = "not resumed" if entry["resumes"] == [] else \
+            "yes; checkpoint not recorded (run.json from before memoryr recorded resumes)" if entry["resumes"] is None \
+            else "; ".join(describe_resume(r) for r in entry["resumes"])
+        order = entry["data_order"]
+        if order:
+            against = "the other runs of its seed" if order["majority"] else "another run of its seed (no majority)"
+            cell = (f"**differs** from {against} from step {order['first_step']} ({order['steps_differing']} of "
+                    f"{order['steps_compared']} steps): not the run it would have been; rerun it")
+        else:
+            cell = "same as its seed's other runs" if entry["order_compared"] else "not compared (no other run alike)"
+        lines.append(f"| {run.path} | {resumed} | {cell} |")
+    return lines
 
 
 def _best_last(series: list[dict]) -> dict:
@@ -842,6 +871,7 @@ def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline
             "comparisons": paired_comparisons(loaded, baseline),
         },
         "dynamics": dynamics_table(loaded, thresholds.edge),
+        "interruptions": interruption_table([run.path for run in loaded]),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
