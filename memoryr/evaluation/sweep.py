@@ -17,7 +17,8 @@ by SIGKILL), and one sweep at a time may use an out folder; rerunning the same c
 Once a run's `final/` is complete its `checkpoint-N/` folders (resume points, 1.6 GB each for a
 135M model with its optimizer state) are removed, unless `keep_checkpoints: true`; `best/` and
 `final/` stay. The report over all runs comes last, with each run's small artefacts (no weights)
-copied beside it; `--report-only` reports the runs finished so far. The sweep file:
+copied beside it; `--report-only` reports the runs finished so far. `<out>/logs/phases.jsonl` gets a line per
+finished phase (train, eval-best, eval-last, report) with its seconds. The sweep file:
 
     out: runs/cpu-study            # one folder per run: <recipe name>-seed<seed>
     recipes: [recipes/arith-r1-cpu.yaml, recipes/arith-memoryrplus-cpu.yaml]
@@ -58,6 +59,7 @@ from memoryr.yaml_file import read_yaml
 KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints",
         "untrained")
 MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
+PHASES = "phases.jsonl"  # in <out>/logs/: the seconds of each finished phase
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 POLL_S = 0.5  # how often the sweep looks at its children
@@ -195,6 +197,15 @@ def run_dir(sweep: Sweep, recipe: Path, seed: int) -> Path:
     return sweep.out / f"{recipe.stem}-seed{seed}"
 
 
+def log_phase(sweep: Sweep, run: str | None, phase: str, seconds: float) -> None:
+    """Append what a finished phase cost (a run's train, eval-best or eval-last, or the sweep's report) to
+    `<out>/logs/phases.jsonl`, one line each: where a sweep's hours go (`memoryr bench study` reads it)."""
+    row = {"run": run, "phase": phase, "seconds": round(seconds, 2), "at": datetime.now().isoformat(timespec="seconds")}
+    (sweep.out / "logs").mkdir(parents=True, exist_ok=True)
+    with open(sweep.out / "logs" / PHASES, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def log_path(sweep: Sweep, folder: Path) -> Path:
     """Where a run's child output goes: outside the run folder, which a restart from scratch removes."""
     return sweep.out / "logs" / f"{folder.name}.log"
@@ -315,7 +326,8 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
             "--shots", str(script["shots"]), "--exemplars", script["exemplars"], "--prefill", script["prefill"],
             "--grading", script["grading"], "--system-prompt", script.get("system_prompt", "xml"),
             "--seed", str(record["seed"]), "--task-size", str(script["task_size"]),
-            "--max-new-tokens", str(training["max_completion_length"]), "--output", str(folder / phase)]
+            "--max-new-tokens", str(training["max_completion_length"]), "--output", str(folder / phase),
+            "--share-prefix", str(script.get("eval_share_prefix", True)).lower()]
     if "validation_size" in script:
         args += ["--validation-size", str(script["validation_size"])]
     if script["task_config"]:
@@ -356,6 +368,7 @@ class Job:
     note: str  # what the run does, for the console
     started: float = field(default_factory=time.monotonic)
     phase: str = ""
+    phase_started: float = 0.0
     process: subprocess.Popen | None = None
     echoed: int = 0  # bytes of the log already copied to the console (one job)
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
@@ -417,6 +430,7 @@ def _start_next(sweep: Sweep, job: Job) -> bool:
         else:
             continue
         job.process = spawn(args, job.log, child_env(sweep.jobs))
+        job.phase_started = time.monotonic()
         return True
     return False
 
@@ -534,6 +548,7 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                                     f"{_failure_line(job.log)}; log: {job.log})")
                     print(f"{job.folder.name}: {job.phase} failed (exit status {code}); log: {job.log}")
                     continue
+                log_phase(sweep, job.folder.name, job.phase, time.monotonic() - job.phase_started)
                 crash_point(f"sweep-after-{job.phase}")
                 if not _start_next(sweep, job):
                     active.remove(job)
@@ -611,4 +626,7 @@ def run_sweep(path: Path, jobs: int | None = None) -> Path:
         with _StopSignals() as stop:
             _run_grid(sweep, stop)
         crash_point("sweep-before-report")
-        return _write_report(sweep, [run_dir(sweep, r, s) for r, s in grid(sweep)])
+        started = time.monotonic()
+        report = _write_report(sweep, [run_dir(sweep, r, s) for r, s in grid(sweep)])
+        log_phase(sweep, None, "report", time.monotonic() - started)
+        return report

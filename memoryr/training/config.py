@@ -68,6 +68,7 @@ class ScriptArguments:
     eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
     eval_at_start: bool = field(default=False, metadata={"help": "Also evaluate the untrained model before the first step (step 0 in evals.json: the 'before' figure; it may be chosen as best/)."})
     eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation."})
+    eval_share_prefix: bool = field(default=True, metadata={"help": "Run the start every evaluation prompt shares (system prompt and shots) through the model once per evaluation, not once per row: the same completions, up to float rounding, in a third of the time with 3 shots. Also used by `memoryr sweep`'s test evaluations."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir (memories included)."})
     share_prompt_prefix: bool = field(default=False, metadata={"help": "Pre-fill and run each distinct prompt once in generation and in the training forward/backward (same numbers, less work; needs gradient_checkpointing false)."})
     pack_decode_weights: bool = field(default=False, metadata={"help": "On CPU, decode with MKL-packed fp32 weights (faster at small batch; same arithmetic up to float rounding)."})

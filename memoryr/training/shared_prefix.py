@@ -100,7 +100,7 @@ def shared_prefix_generate(
     them (the training forward counts padding too).
     """
     split = input_ids.size(1) - 1
-    if split < 1 or "past_key_values" in kwargs:
+    if split < 1 or "past_key_values" in kwargs or "cache" in kwargs:
         return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     ids, mask, rows = _distinct_prefixes(input_ids, attention_mask, split)
     if ids.size(0) == input_ids.size(0):

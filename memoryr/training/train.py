@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import time
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -156,6 +157,7 @@ class HeldOutEval(TrainerCallback):
         self.task, self.args, self.tokenizer, self.out = task, args, tokenizer, out
         self.max_new_tokens = training_args.max_completion_length
         self.every = training_args.eval_steps
+        self.bar = not training_args.disable_tqdm
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.args.eval_at_start and state.global_step == 0:  # the untrained model: the "before" figure
@@ -168,23 +170,25 @@ class HeldOutEval(TrainerCallback):
 
     def _evaluate(self, step: int, model, seed: int, main: bool) -> None:
         if main:
+            started = time.perf_counter()
             result = evaluate(
                 model, self.tokenizer, self.problems, shots=self.args.shots, exemplars=self.args.exemplars,
                 prefill=self.args.prefill, system_prompt=self.args.system_prompt, grading=self.args.grading,
-                batch_size=self.args.eval_batch_size, max_new_tokens=self.max_new_tokens, seed=seed, progress=False,
+                batch_size=self.args.eval_batch_size, max_new_tokens=self.max_new_tokens, seed=seed,
+                progress=self.bar, bar_position=1, share_prefix=self.args.eval_share_prefix,
             )
-            if self._record(step, result):
+            if self._record(step, result, time.perf_counter() - started):
                 tmp = staging(self.out / "best")
                 model.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
                 swap_in(self.out / "best")
         PartialState().wait_for_everyone()
 
-    def _record(self, step: int, result: dict) -> bool:
-        """Log one evaluation; True when it is a new best."""
+    def _record(self, step: int, result: dict, seconds: float) -> bool:
+        """Log one evaluation (and how long it took); True when it is a new best."""
         split = self.args.eval_split
         row = {"step": step, "eval/accuracy": result["pass@1"], "eval/parse_rate": result["parse_rate"],
-               "eval/task": self.task, "eval/split": split, "eval/n": result["n"]}
+               "eval/task": self.task, "eval/split": split, "eval/n": result["n"], "eval/seconds": seconds}
         append_line(self.out / "metrics.jsonl", json.dumps(row) + "\n", "mid-metrics-append")
         path = self.out / "evals.json"
         history = json.loads(path.read_text())["history"] if path.exists() else []
