@@ -102,6 +102,8 @@ def _bench(argv: list[str]) -> None:
     sub.add_parser("eval", help="Batched evaluation against a batch-1 loop (see `bench eval --help`).", add_help=False)
     sub.add_parser("step", help="Time GRPO steps of a recipe under CPU setting variants (see --help).", add_help=False)
     sub.add_parser("sweep", help="Runs/hour of a short sweep with --jobs 2 against --jobs 1 (see --help).", add_help=False)
+    sub.add_parser("study", help="Where full-length study runs spend their time, per phase and variant (see --help).",
+                   add_help=False)
     if argv[:1] == ["eval"]:
         from memoryr.bench.eval import bench_eval_cli
 
@@ -116,6 +118,11 @@ def _bench(argv: list[str]) -> None:
         from memoryr.bench.sweep import main as bench_sweep_main
 
         bench_sweep_main(argv[1:])
+        return
+    if argv[:1] == ["study"]:
+        from memoryr.bench.study import main as bench_study_main
+
+        bench_study_main(argv[1:])
         return
     args = parser.parse_args(argv)
     from accelerate import PartialState
