@@ -68,6 +68,21 @@ def test_an_output_dir_that_is_a_file_is_one_error_line_before_the_model_loads(c
     assert a_file.read_text() == "not a run folder"
 
 
+def test_a_prompt_longer_than_the_models_context_is_refused_before_training(capsys, tmp_path, tiny_model_path):
+    problems = tmp_path / "long.jsonl"  # tiny-random's context is 2048 tokens; this question alone is ~3000
+    rows = [{"question": "What is " + "1 + " * 1500 + "1?", "answer": "1501"}, {"question": "What is 2 + 2?", "answer": "4"},
+            {"question": "What is 3 + 3?", "answer": "6"}]
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--config", RECIPE, *TINY, "--task", f"jsonl:{problems}", "--validation_size", "1",
+                       "--max_completion_length", "48", "--output_dir", str(out))
+    assert code == 2
+    line = one_error_line(err)
+    assert "1 of 2 training prompts are longer than the 2000 tokens the model's context leaves" in line
+    assert "max_position_embeddings 2048 - max_completion_length 48" in line and "max_prompt_length" in line
+    assert not out.exists()
+
+
 def test_unknown_command_and_missing_memory(capsys, tmp_path):
     code, _, err = run(capsys, "trian")
     assert code == 2 and "unknown command 'trian'" in err

@@ -32,9 +32,9 @@ from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.jsonl_log import read_log
 from memoryr.memory.encoder import encoder_device
-from memoryr.models import load_tokenizer, resolve_model
+from memoryr.models import context_length, load_tokenizer, resolve_model
 from memoryr.run_record import record_resume, resume_entry, write_run_record
-from memoryr.tasks.data import Problem, load_problems, parse_task_config
+from memoryr.tasks.data import DataError, Problem, load_problems, parse_task_config
 from memoryr.tasks.prompts import build_prompt
 from memoryr.tasks.rewards import MEMORY_REWARDS, TIE_TOLERANCE, RewardFn, correctness, outcome_reward
 from memoryr.training.config import ScriptArguments, resolved_config
@@ -82,6 +82,21 @@ def build_dataset(args: ScriptArguments, tokenizer, seed: int) -> Dataset:
         for prompt, p in zip(prompts, problems)
     ]
     return Dataset.from_list(rows)
+
+
+def check_prompt_lengths(prompts: list[str], tokenizer, context: int | None, max_completion_length: int) -> None:
+    """Refuse training prompts that leave their completions no room in the model's context, before any step
+    (a 250k-token question otherwise stalls the first step for hours); the error says how many and the longest."""
+    if context is None:
+        return
+    room = context - max_completion_length
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    too_long = [n for n in lengths if n > room]
+    if too_long:
+        raise DataError(f"{len(too_long)} of {len(prompts)} training prompts are longer than the {room} tokens the "
+                        f"model's context leaves (max_position_embeddings {context} - max_completion_length "
+                        f"{max_completion_length}); the longest has {max(too_long)} tokens: set max_prompt_length to "
+                        f"at most {room} to cut them to their last tokens, or remove those problems")
 
 
 def keep_last_tokens(tokenizer, text: str, max_tokens: int) -> str:
@@ -449,6 +464,8 @@ def train(
         model_path = resolve_model(model_args.model_name_or_path)
         tokenizer = load_tokenizer(model_args.model_name_or_path)
         dataset = build_dataset(script_args, tokenizer, training_args.seed)
+        check_prompt_lengths(list(dataset["prompt"]), tokenizer, context_length(model_path),
+                             training_args.max_completion_length)
         reward_funcs, memory = build_rewards(script_args, training_args)
         callbacks = [HeldOutEval(script_args, training_args, tokenizer, out)] if script_args.eval_limit > 0 else None
         if checkpoint is not None:
