@@ -4,7 +4,9 @@ A checkpoint counts only once its completion marker (`memoryr-complete.json`, wr
 the step) is there; resume walks `checkpoint-N` newest first and takes the first complete one. A
 model folder such as `final/` or `best/` is written under a temporary name (`staging`) and renamed
 into place (`swap_in`), so it is either whole or absent. `RunLock` holds an exclusive `flock` on `<run>/.lock` for the life
-of a trainer, so a second process on the same folder fails at once with the holder's pid.
+of a trainer, so a second process on the same folder fails at once with the holder's pid. A symbolic
+link where a folder is deleted or staged is refused (`LinkError`), never followed: its target may lie
+outside the run folder.
 `crash_point(name)` exits the process hard when MEMORYR_CRASH_AT names that point (for the
 fault-injection tests; `name@N` crashes the Nth time the point is reached).
 """
@@ -28,6 +30,10 @@ _reached: Counter[str] = Counter()
 
 class RunLockedError(FileExistsError):
     """Another live process holds the run folder's lock."""
+
+
+class LinkError(RuntimeError):
+    """A symbolic link where memoryr deletes or stages a folder inside a run folder."""
 
 
 def crash_point(name: str) -> None:
@@ -113,10 +119,24 @@ def latest_complete_checkpoint(out: Path) -> tuple[Path | None, list[str]]:
     return None, skipped
 
 
+def refuse_link(path: Path) -> None:
+    """Raise LinkError when `path` is a symbolic link: deleting or writing through it would reach its target."""
+    if Path(path).is_symlink():
+        raise LinkError(f"{path} is a symbolic link: memoryr never deletes or writes through a link inside a run "
+                        "folder; put the folder itself there, or remove the link")
+
+
+def remove_folder(path: Path) -> None:
+    """Delete a folder of a run folder when it is there; a symbolic link is refused, never followed."""
+    refuse_link(path)
+    if Path(path).exists():
+        shutil.rmtree(path)
+
+
 def staging(target: Path) -> Path:
     """An empty temporary folder beside `target` to write it in; `swap_in(target)` then puts it in place."""
-    tmp = _aside(target, "tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _swap_paths(target)[1]
+    remove_folder(tmp)
     return tmp
 
 
@@ -126,27 +146,31 @@ def swap_in(target: Path) -> None:
     The old folder is moved aside first and removed last; `recover(target)` puts it back if a crash
     fell between the two renames.
     """
-    target, tmp, old = Path(target), _aside(target, "tmp"), _aside(target, "old")
+    target, tmp, old = _swap_paths(target)
     if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        remove_folder(old)
         target.rename(old)
     crash_point(f"swap-{target.name}")
     tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_folder(old)
 
 
-def _aside(target: Path, kind: str) -> Path:
+def _swap_paths(target: Path) -> tuple[Path, Path, Path]:
+    """`target`, its staged folder and its moved-aside old one, none of them a symbolic link."""
     target = Path(target)
-    return target.with_name(f".{target.name}.{kind}")
+    paths = target, target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    for path in paths:
+        refuse_link(path)
+    return paths
 
 
 def recover(target: Path) -> None:
     """Undo what a crash inside `swap_in` left: restore a moved-aside folder, drop a partial one."""
-    target, tmp, old = Path(target), _aside(target, "tmp"), _aside(target, "old")
+    target, tmp, old = _swap_paths(target)
     if old.exists() and not target.exists():
         old.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_folder(old)
+    remove_folder(tmp)
 
 
 class RunLock:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from memoryr.checkpoints import (CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete,
+from memoryr.checkpoints import (CRASH_EXIT_CODE, MARKER, LinkError, RunLock, RunLockedError, is_complete,
                                  latest_complete_checkpoint, mark_complete, recover, staging, swap_in)
+from memoryr.training.train import _prepare_resume
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ["--config", str(REPO / "recipes" / "gsm8k-memoryrplus-cpu.yaml"), "--model_name_or_path", "tiny-random",
@@ -193,3 +194,23 @@ def test_train_on_a_folder_another_trainer_holds_is_one_error_line(tmp_path, dat
         done = train_process(out, "--resume", "true")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"error: {out} is in use by another memoryr process (pid {os.getpid()})"
+
+
+def test_staging_swapping_recovery_and_resume_refuse_symlinks_and_never_follow_them(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("not memoryr's")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, action in ((".final.tmp", staging), ("final", staging), (".final.old", swap_in), (".final.old", recover)):
+        link = run / name
+        link.symlink_to(elsewhere)
+        with pytest.raises(LinkError, match=f"^{link} is a symbolic link: memoryr never deletes or writes through"):
+            action(run / "final")
+        link.unlink()
+    (run / "checkpoint-2").mkdir()
+    mark_complete(run / "checkpoint-2", 2)
+    (run / "checkpoint-4").symlink_to(elsewhere)  # newer than the checkpoint resumed from: resume would remove it
+    with pytest.raises(LinkError, match=f"^{run / 'checkpoint-4'} is a symbolic link"):
+        _prepare_resume(run, run / "checkpoint-2", {})
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep"]

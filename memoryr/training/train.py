@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -26,8 +25,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
 from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point, is_complete,
-                                 latest_complete_checkpoint, mark_complete, marker_record, recover, replace_text,
-                                 staging, swap_in)
+                                 latest_complete_checkpoint, mark_complete, marker_record, recover, refuse_link,
+                                 remove_folder, replace_text, staging, swap_in)
 from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.jsonl_log import read_log
@@ -327,6 +326,7 @@ class MemoryrTrainer(GRPOTrainer):
         """Memories first, then TRL's checkpoint, then the completion marker; only then rotate old ones."""
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         if self.args.should_save:
+            refuse_link(folder)
             (folder / MARKER).unlink(missing_ok=True)  # a replayed step's folder counts only once rewritten
             if self.memory is not None:
                 self.memory.save(folder / "memory", step=self.state.global_step)
@@ -545,9 +545,9 @@ def _clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     for folder in (out / "best", out / "final"):
         recover(folder)  # their staged and moved-aside copies
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
     for folder in [*checkpoints(out), out / "runs"]:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
 
 
 def _prepare_resume(out: Path, checkpoint: Path, logs: dict[Path, str], save_total_limit: int | None = None) -> None:
@@ -555,7 +555,7 @@ def _prepare_resume(out: Path, checkpoint: Path, logs: dict[Path, str], save_tot
     or final/, and trim the logs to the checkpoint."""
     for folder in checkpoints(out):
         if checkpoint_step(folder) > checkpoint_step(checkpoint):
-            shutil.rmtree(folder)
+            remove_folder(folder)
     rotate_checkpoints(str(out), save_total_limit)
     recover(out / "best")
     recover(out / "final")
