@@ -24,9 +24,9 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
-from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point, is_complete,
-                                 latest_complete_checkpoint, mark_complete, marker_record, recover, refuse_link,
-                                 remove_folder, replace_text, staging, swap_in)
+from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point, folder_bytes,
+                                 is_complete, latest_complete_checkpoint, mark_complete, marker_record, recover,
+                                 refuse_link, remove_folder, replace_text, staging, swap_in, writing)
 from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.jsonl_log import read_log
@@ -189,8 +189,9 @@ class HeldOutEval(TrainerCallback):
             )
             if self._record(step, result):
                 tmp = staging(self.out / "best")
-                model.save_pretrained(tmp)
-                self.tokenizer.save_pretrained(tmp)
+                with writing(self.out / "best", needed=lambda: tensor_bytes(model.state_dict())):
+                    model.save_pretrained(tmp)
+                    self.tokenizer.save_pretrained(tmp)
                 swap_in(self.out / "best")
         PartialState().wait_for_everyone()
 
@@ -323,22 +324,26 @@ class MemoryrTrainer(GRPOTrainer):
         return rewards
 
     def _save_checkpoint(self, model, trial):
-        """Memories first, then TRL's checkpoint, then the completion marker; only then rotate old ones."""
+        """Memories first, then TRL's checkpoint, then the completion marker; only then rotate old ones. A full
+        disk is one error naming the folder, which has no marker, so resume drops it."""
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         if self.args.should_save:
             refuse_link(folder)
-            (folder / MARKER).unlink(missing_ok=True)  # a replayed step's folder counts only once rewritten
-            if self.memory is not None:
-                self.memory.save(folder / "memory", step=self.state.global_step)
-                crash_point("after-memory-save")
-        limit, self.args.save_total_limit = self.args.save_total_limit, None  # no rotation inside TRL's save
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
+        with writing(folder, needed=lambda: self._checkpoint_bytes(folder.parent)):
+            if self.args.should_save:
+                (folder / MARKER).unlink(missing_ok=True)  # a replayed step's folder counts only once rewritten
+                if self.memory is not None:
+                    self.memory.save(folder / "memory", step=self.state.global_step)
+                    crash_point("after-memory-save")
+            limit, self.args.save_total_limit = self.args.save_total_limit, None  # no rotation inside TRL's save
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.save_total_limit = limit
+            if self.args.should_save:
+                crash_point("before-marker")
+                mark_complete(folder, self.state.global_step, loss_total=self.loss_total())
         if self.args.should_save:
-            crash_point("before-marker")
-            mark_complete(folder, self.state.global_step, loss_total=self.loss_total())
             crash_point("before-rotation")
             rotate_checkpoints(str(folder.parent), limit, self.state.best_model_checkpoint)
             crash_point("after-rotation")
@@ -350,6 +355,22 @@ class MemoryrTrainer(GRPOTrainer):
     def _save_optimizer_and_scheduler(self, output_dir):
         crash_point("after-model-save")  # the model files are written, the optimizer not yet
         super()._save_optimizer_and_scheduler(output_dir)
+
+    def _checkpoint_bytes(self, out: Path) -> int:
+        """About what a checkpoint takes: the newest complete one's size, else the model's and optimizer's tensors."""
+        previous, _ = latest_complete_checkpoint(out)
+        if previous is not None:
+            return folder_bytes(previous)
+        return tensor_bytes([self.model.state_dict(), self.optimizer.state_dict()])
+
+
+def tensor_bytes(state) -> int:
+    """Bytes of the tensors in a state dict, nested ones (an optimizer's) included: about what saving it writes."""
+    if torch.is_tensor(state):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        state = list(state.values())
+    return sum(tensor_bytes(part) for part in state) if isinstance(state, (list, tuple)) else 0
 
 
 def tied_groups(rewards: torch.Tensor, weights: torch.Tensor, group_size: int,
@@ -570,11 +591,13 @@ def save_final(trainer: MemoryrTrainer, memory, out: Path) -> None:
     """final/: the model, its memories and the completion marker, staged and renamed into place."""
     main = trainer.accelerator.is_main_process
     tmp = staging(out / "final") if main else out / ".final.tmp"
-    trainer.save_model(str(tmp))
+    with writing(out / "final", needed=lambda: tensor_bytes(trainer.model.state_dict())):
+        trainer.save_model(str(tmp))
+        if main:
+            if memory is not None:
+                memory.save(tmp / "memory", step=trainer.state.global_step)
+            crash_point("inside-final")
+            mark_complete(tmp, trainer.state.global_step)
     if main:
-        if memory is not None:
-            memory.save(tmp / "memory", step=trainer.state.global_step)
-        crash_point("inside-final")
-        mark_complete(tmp, trainer.state.global_step)
         swap_in(out / "final")
     trainer.accelerator.wait_for_everyone()
