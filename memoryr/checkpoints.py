@@ -4,18 +4,24 @@ A checkpoint counts only once its completion marker (`memoryr-complete.json`, wr
 the step) is there; resume walks `checkpoint-N` newest first and takes the first complete one. A
 model folder such as `final/` or `best/` is written under a temporary name (`staging`) and renamed
 into place (`swap_in`), so it is either whole or absent. `RunLock` holds an exclusive `flock` on `<run>/.lock` for the life
-of a trainer, so a second process on the same folder fails at once with the holder's pid.
+of a trainer, so a second process on the same folder fails at once with the holder's pid. A symbolic
+link where a folder is deleted or staged is refused (`LinkError`), never followed: its target may lie
+outside the run folder. `writing(folder, needed)` turns a disk that fills up during a save into one
+`DiskFullError` naming the folder, about the space it needs and the space free.
 `crash_point(name)` exits the process hard when MEMORYR_CRASH_AT names that point (for the
 fault-injection tests; `name@N` crashes the Nth time the point is reached).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -28,6 +34,14 @@ _reached: Counter[str] = Counter()
 
 class RunLockedError(FileExistsError):
     """Another live process holds the run folder's lock."""
+
+
+class LinkError(RuntimeError):
+    """A symbolic link where memoryr deletes or stages a folder inside a run folder."""
+
+
+class DiskFullError(RuntimeError):
+    """The disk filled up while a checkpoint or model folder was written."""
 
 
 def crash_point(name: str) -> None:
@@ -113,10 +127,24 @@ def latest_complete_checkpoint(out: Path) -> tuple[Path | None, list[str]]:
     return None, skipped
 
 
+def refuse_link(path: Path) -> None:
+    """Raise LinkError when `path` is a symbolic link: deleting or writing through it would reach its target."""
+    if Path(path).is_symlink():
+        raise LinkError(f"{path} is a symbolic link: memoryr never deletes or writes through a link inside a run "
+                        "folder; put the folder itself there, or remove the link")
+
+
+def remove_folder(path: Path) -> None:
+    """Delete a folder of a run folder when it is there; a symbolic link is refused, never followed."""
+    refuse_link(path)
+    if Path(path).exists():
+        shutil.rmtree(path)
+
+
 def staging(target: Path) -> Path:
     """An empty temporary folder beside `target` to write it in; `swap_in(target)` then puts it in place."""
-    tmp = _aside(target, "tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _swap_paths(target)[1]
+    remove_folder(tmp)
     return tmp
 
 
@@ -126,27 +154,73 @@ def swap_in(target: Path) -> None:
     The old folder is moved aside first and removed last; `recover(target)` puts it back if a crash
     fell between the two renames.
     """
-    target, tmp, old = Path(target), _aside(target, "tmp"), _aside(target, "old")
+    target, tmp, old = _swap_paths(target)
     if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        remove_folder(old)
         target.rename(old)
     crash_point(f"swap-{target.name}")
     tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_folder(old)
 
 
-def _aside(target: Path, kind: str) -> Path:
+def _swap_paths(target: Path) -> tuple[Path, Path, Path]:
+    """`target`, its staged folder and its moved-aside old one, none of them a symbolic link."""
     target = Path(target)
-    return target.with_name(f".{target.name}.{kind}")
+    paths = target, target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    for path in paths:
+        refuse_link(path)
+    return paths
 
 
 def recover(target: Path) -> None:
     """Undo what a crash inside `swap_in` left: restore a moved-aside folder, drop a partial one."""
-    target, tmp, old = Path(target), _aside(target, "tmp"), _aside(target, "old")
+    target, tmp, old = _swap_paths(target)
     if old.exists() and not target.exists():
         old.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_folder(old)
+    remove_folder(tmp)
+
+
+@contextmanager
+def writing(folder: Path, needed: Callable[[], int]) -> Iterator[None]:
+    """Report running out of disk space while writing `folder` as one DiskFullError with `needed()` bytes (an
+    estimate) and the bytes free; any other error passes through. The folder is left without its marker."""
+    try:
+        yield
+    except Exception as e:
+        where = next(p for p in Path(folder).parents if p.exists())
+        need, free = needed(), shutil.disk_usage(where).free
+        if not _out_of_space(e, free, need):
+            raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DiskFullError(f"out of disk space writing {folder}: it needs about {_size(need)}, {_size(free)} are "
+                            f"free on {where} ({reason}); free some space, then resume with --resume true (or rerun "
+                            "the sweep): the incomplete folder is dropped") from None
+
+
+def _out_of_space(error: Exception, free: int, needed: int) -> bool:
+    """Whether a failed save ran out of space: an OSError's ENOSPC, the OS's words in a library's message
+    (safetensors), or, for torch.save's RuntimeError, which names no cause, less space free than the save needs."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    return "No space left on device" in str(error) or (type(error) is RuntimeError and free < needed)
+
+
+def _size(n: float) -> str:
+    """Bytes in decimal units: 512 B, 2.0 kB, 1.6 GB."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if round(n, 1) < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} TB"
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files in a folder and its subfolders (symbolic links not followed)."""
+    return sum(os.lstat(os.path.join(root, name)).st_size
+               for root, _, names in os.walk(folder) for name in names)
 
 
 class RunLock:

@@ -206,6 +206,14 @@ def resolve_model(name: str) -> str:
     return str(target)
 
 
+def context_length(model_path: str) -> int | None:
+    """The most tokens the model attends to at once (its config's max_position_embeddings), read without its
+    weights; None when the config does not say."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(model_path).get_text_config(), "max_position_embeddings", None)
+
+
 def load_tokenizer(name: str):
     """The tokenizer of a model alias, id or folder, with left padding for batched generation."""
     from transformers import AutoTokenizer

@@ -1,5 +1,6 @@
 """The command line: one `error:` line and exit status 2 for each kind of bad input, never a traceback."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,42 @@ def test_missing_data_and_unreadable_jsonl(capsys, tmp_path, tiny_model_path):
     bad.write_text('{"question": "q", "answer": "1"}\nnot json\n')
     code, _, err = run(capsys, "train", "--config", RECIPE, *TINY, "--task", f"jsonl:{bad}", "--output_dir", str(tmp_path / "b"))
     assert code == 2 and "bad.jsonl:2: not valid JSON" in one_error_line(err)
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"question": "q", "answer": "1"}\n{"question": "caf\xe9 au lait?", "answer": "2"}\n')
+    code, _, err = run(capsys, "train", "--config", RECIPE, *TINY, "--task", f"jsonl:{latin1}",
+                       "--output_dir", str(tmp_path / "c"))
+    assert code == 2 and "latin1.jsonl:2: not valid UTF-8 (byte 0xe9 at column 18)" in one_error_line(err)
+    assert not (tmp_path / "c").exists()
+
+
+def test_an_output_dir_that_is_a_file_is_one_error_line_before_the_model_loads(capsys, tmp_path, monkeypatch):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a run folder")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output_dir was checked")
+
+    monkeypatch.setattr("memoryr.training.train.load_tokenizer", no_model)
+    for output_dir in (a_file, a_file / "run"):
+        code, _, err = run(capsys, "train", "--config", RECIPE, *TINY, "--output_dir", str(output_dir))
+        assert code == 2
+        assert f"output_dir {output_dir} cannot be a folder: {a_file} is a file" in one_error_line(err)
+    assert a_file.read_text() == "not a run folder"
+
+
+def test_a_prompt_longer_than_the_models_context_is_refused_before_training(capsys, tmp_path, tiny_model_path):
+    problems = tmp_path / "long.jsonl"  # tiny-random's context is 2048 tokens; this question alone is ~3000
+    rows = [{"question": "What is " + "1 + " * 1500 + "1?", "answer": "1501"}, {"question": "What is 2 + 2?", "answer": "4"},
+            {"question": "What is 3 + 3?", "answer": "6"}]
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--config", RECIPE, *TINY, "--task", f"jsonl:{problems}", "--validation_size", "1",
+                       "--max_completion_length", "48", "--output_dir", str(out))
+    assert code == 2
+    line = one_error_line(err)
+    assert "1 of 2 training prompts are longer than the 2000 tokens the model's context leaves" in line
+    assert "max_position_embeddings 2048 - max_completion_length 48" in line and "max_prompt_length" in line
+    assert not out.exists()
 
 
 def test_unknown_command_and_missing_memory(capsys, tmp_path):
@@ -83,6 +120,8 @@ BAD_TRAIN_INPUTS = [  # (overrides, the error line's text): the table in README'
     (["--eval_split", "train"], "eval_split 'train' is the training split"),
     (["--validation_size", "0"], "eval_split validation needs validation_size >= 1"),
     (["--per_device_train_batch_size", "3"], "generation_batch_size (12) must be divisible by num_generations (8)"),
+    (["--seed", "-1"], "seed must be between 0 and 2**32 - 1 (what numpy and torch accept), got -1"),
+    (["--seed", "4294967296"], "seed must be between 0 and 2**32 - 1 (what numpy and torch accept), got 4294967296"),
 ]
 
 

@@ -1,16 +1,22 @@
 """Crash safety: a run killed hard at each named point of its save cycle, then resumed, ends byte-identical
 to an uninterrupted run; checkpoints count only when complete; one writer per run folder."""
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from memoryr.checkpoints import (CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete,
-                                 latest_complete_checkpoint, mark_complete, recover, staging, swap_in)
+from memoryr.checkpoints import (CRASH_EXIT_CODE, MARKER, DiskFullError, LinkError, RunLock, RunLockedError,
+                                 is_complete, latest_complete_checkpoint, mark_complete, recover, staging, swap_in,
+                                 writing)
+from memoryr.cli import main
+from memoryr.training.train import MemoryrTrainer, _prepare_resume
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ["--config", str(REPO / "recipes" / "gsm8k-memoryrplus-cpu.yaml"), "--model_name_or_path", "tiny-random",
@@ -193,3 +199,73 @@ def test_train_on_a_folder_another_trainer_holds_is_one_error_line(tmp_path, dat
         done = train_process(out, "--resume", "true")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"error: {out} is in use by another memoryr process (pid {os.getpid()})"
+
+
+def test_staging_swapping_recovery_and_resume_refuse_symlinks_and_never_follow_them(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("not memoryr's")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, action in ((".final.tmp", staging), ("final", staging), (".final.old", swap_in), (".final.old", recover)):
+        link = run / name
+        link.symlink_to(elsewhere)
+        with pytest.raises(LinkError, match=f"^{link} is a symbolic link: memoryr never deletes or writes through"):
+            action(run / "final")
+        link.unlink()
+    (run / "checkpoint-2").mkdir()
+    mark_complete(run / "checkpoint-2", 2)
+    (run / "checkpoint-4").symlink_to(elsewhere)  # newer than the checkpoint resumed from: resume would remove it
+    with pytest.raises(LinkError, match=f"^{run / 'checkpoint-4'} is a symbolic link"):
+        _prepare_resume(run, run / "checkpoint-2", {})
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["keep"]
+
+
+def test_running_out_of_space_is_told_by_errno_message_or_free_space(tmp_path, monkeypatch):
+    folder = tmp_path / "checkpoint-4"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    safetensors_full = RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                    'message: "No space left on device" })')
+    torch_full = RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                              "data/0: file write failed")  # says nothing of the disk: the free space tells
+    for error in (full, safetensors_full, torch_full):
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=2048))
+        with pytest.raises(DiskFullError) as caught:
+            with writing(folder, needed=lambda: 3 * 10**6):
+                raise error
+        assert str(caught.value).startswith(f"out of disk space writing {folder}: it needs about 3.0 MB, "
+                                            f"2.0 kB are free on {tmp_path}")
+    for error in (KeyError("a bug, not the disk"), PermissionError(errno.EACCES, "Permission denied")):
+        with pytest.raises(type(error)):  # little space left, but not why the save failed
+            with writing(folder, needed=lambda: 3 * 10**6):
+                raise error
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=10**12))
+    with pytest.raises(RuntimeError, match="file write failed"):  # plenty of space: not a full disk
+        with writing(folder, needed=lambda: 3 * 10**6):
+            raise torch_full
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_is_one_error_line_and_the_run_resumes(tmp_path, monkeypatch, capsys, data_dir):
+    out = tmp_path / "run"
+    saves = []
+    save_optimizer = MemoryrTrainer.__mro__[1]._save_optimizer_and_scheduler
+
+    def disk_full_at_the_second_checkpoint(self, output_dir):
+        saves.append(output_dir)
+        if len(saves) == 2:  # checkpoint-4: the model is written, its optimizer state does not fit
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save_optimizer(self, output_dir)
+
+    monkeypatch.setattr(MemoryrTrainer.__mro__[1], "_save_optimizer_and_scheduler", disk_full_at_the_second_checkpoint)
+    assert main(["train", *RUN, "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"error: out of disk space writing {out / 'checkpoint-4'}: it needs about ")
+    assert " are free on " in errors[0] and "--resume true" in errors[0]
+    assert not is_complete(out / "checkpoint-4") and is_complete(out / "checkpoint-2")
+
+    monkeypatch.undo()
+    assert main(["train", *RUN, "--output_dir", str(out), "--resume", "true"]) == 0
+    assert is_complete(out / "final") and "skipped checkpoint-4: no completion marker" in capsys.readouterr().out

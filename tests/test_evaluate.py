@@ -197,6 +197,37 @@ def test_eval_cli_writes_results_and_resumes_only_with_the_same_settings(tmp_pat
         eval_cli(_with(argv, "--max-new-tokens", "5"))
 
 
+BAD_EVAL_INPUTS = [  # (flag, value, the error line's text): README's "Bad input" table
+    ("--limit", "-1", "--limit must be >= 1 (or absent: every problem), got -1"),
+    ("--limit", "0", "--limit must be >= 1 (or absent: every problem), got 0"),
+    ("--batch-size", "-1", "--batch-size must be >= 1, got -1"),
+    ("--max-new-tokens", "-5", "--max-new-tokens must be >= 1, got -5"),
+    ("--num-samples", "0", "--num-samples must be >= 1, got 0"),
+    ("--temperature", "-0.5", "--temperature must be >= 0 and finite, got -0.5"),
+    ("--temperature", "nan", "--temperature must be >= 0 and finite, got nan"),
+    ("--task-size", "0", "--task-size must be >= 1, got 0"),
+    ("--validation-size", "-1", "--validation-size must be >= 0, got -1"),
+    ("--shots", "4", "--shots must be between 0 and 3 for exemplar set 'word', got 4"),
+    ("--num-samples", "4", "--num-samples 4 needs --temperature > 0: greedy decoding would give 4 equal samples"),
+]
+
+
+@pytest.mark.parametrize("flag,value,message", BAD_EVAL_INPUTS, ids=[f"{f} {v}" for f, v, _ in BAD_EVAL_INPUTS])
+def test_bad_eval_input_is_one_error_line_before_anything_is_written(tmp_path, capsys, monkeypatch, flag, value, message):
+    from memoryr.cli import main
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr("memoryr.evaluation.evaluate.load_for_eval", no_model)
+    out = tmp_path / "eval"
+    code = main(["eval", "--model", "tiny-random", "--task", _jsonl_task(tmp_path), "--output", str(out), flag, value])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and lines == [f"error: {message}"], err
+    assert not out.exists()
+
+
 def test_presets_set_the_published_protocols_and_flags_beside_them_win():
     paper = parse_eval_args(["--model", "m", "--output", "o", "--preset", "paper-gsm8k"])
     assert (paper.task, paper.split, paper.shots, paper.system_prompt, paper.prefill, paper.grading) == \

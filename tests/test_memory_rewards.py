@@ -365,6 +365,32 @@ def test_inspect_reports_sizes_newest_entries_and_nearest_for_a_query(tmp_path):
         inspect_memory(tmp_path, query=None, k=1, encoder_factory=lambda: FixedEncoder(VECTORS))
 
 
+def test_inspect_verifies_the_checksums_that_resume_verifies(tmp_path, capsys):
+    from memoryr.cli import main
+    from memoryr.memory.inspect import inspect_memory
+
+    reward = make(True)
+    call(reward, ["x", "y"], [1, 0])
+    reward.save(tmp_path, step=3)
+    state_path = tmp_path / "memory_state.json"
+    pristine = state_path.read_text()
+    assert "1 reward calls" in inspect_memory(tmp_path, encoder_factory=lambda: FixedEncoder(VECTORS))
+
+    state = json.loads(pristine)
+    state["config"]["window"], state["calls"] = 7, 99999  # edited by hand: resume would refuse it
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(MemoryFileError, match="checksum"):
+        make(True).load(tmp_path)
+    assert main(["memory", "inspect", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: memory state {state_path} fails its sha256 checksum (corrupt or edited)\n"
+
+    state_path.write_text(pristine)  # and a memory file that is not the one the state was saved with
+    (tmp_path / "memory_failure.safetensors").write_bytes(reward.success.to_bytes())
+    with pytest.raises(MemoryFileError, match="memory_failure.safetensors is missing or does not match"):
+        inspect_memory(tmp_path, encoder_factory=lambda: FixedEncoder(VECTORS))
+
+
 # ---- text that UTF-8 cannot encode, and degenerate embeddings ----------------------------------
 
 NAN, INF = float("nan"), float("inf")

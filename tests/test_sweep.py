@@ -296,6 +296,21 @@ def test_a_trained_runs_checkpoints_are_removed_unless_kept(tmp_path, capsys):
     assert len(list(kept.glob("checkpoint-*"))) == 2
 
 
+def test_a_symlinked_checkpoint_is_refused_and_what_it_points_to_is_left_alone(tmp_path, capsys):
+    path = write_sweep(tmp_path, seeds=[1])
+    run = with_checkpoints(finished_run(tmp_path / "runs" / RUN1, best_step=2))
+    elsewhere = tmp_path / "elsewhere" / "checkpoint-3"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / MARKER).write_text(json.dumps({"step": 3}))
+    (run / "checkpoint-3").symlink_to(elsewhere)
+    assert main(["sweep", str(path)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {run / 'checkpoint-3'} is a symbolic link: memoryr never deletes or writes through "
+                      "a link inside a run folder; put the folder itself there, or remove the link"]
+    assert is_complete(elsewhere) and sorted(p.name for p in run.glob("checkpoint-*")) == \
+        ["checkpoint-1", "checkpoint-2", "checkpoint-3"]  # refused before any was removed
+
+
 def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
     sweep = load_sweep(write_sweep(tmp_path))
     run = finished_run(tmp_path / "run", best_step=1)

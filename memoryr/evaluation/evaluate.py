@@ -411,7 +411,28 @@ def parse_eval_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.task is None:
         parser.error("--task is required (or a --preset that sets it)")
+    _check_ranges(args)
     return args
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    """Every number in its range before results.json is written or the model loaded; the flag in each message."""
+
+    def need(ok: bool, flag: str, rule: str, value) -> None:
+        if not ok:
+            raise ValueError(f"{flag} must be {rule}, got {value!r}")
+
+    need(args.limit is None or args.limit >= 1, "--limit", ">= 1 (or absent: every problem)", args.limit)
+    for flag in ("--batch-size", "--max-new-tokens", "--num-samples", "--task-size"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        need(value >= 1, flag, ">= 1", value)
+    need(args.validation_size >= 0, "--validation-size", ">= 0", args.validation_size)
+    need(args.temperature >= 0 and math.isfinite(args.temperature), "--temperature", ">= 0 and finite", args.temperature)
+    if args.num_samples > 1 and args.temperature == 0:
+        raise ValueError(f"--num-samples {args.num_samples} needs --temperature > 0: greedy decoding would give "
+                         f"{args.num_samples} equal samples")
+    shots = len(EXEMPLARS[args.exemplars])
+    need(0 <= args.shots <= shots, "--shots", f"between 0 and {shots} for exemplar set {args.exemplars!r}", args.shots)
 
 
 def eval_cli(argv: list[str]) -> None:

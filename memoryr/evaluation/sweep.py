@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Callable
 
 from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, crash_point, is_complete,
-                                 latest_complete_checkpoint, staging, swap_in)
+                                 latest_complete_checkpoint, refuse_link, remove_folder, staging, swap_in)
 from memoryr.yaml_file import read_yaml
 
 KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints",
@@ -380,9 +380,11 @@ def prune_checkpoints(folder: Path) -> None:
     Each loses its completion marker first, so one half removed by a crash is never resumed from.
     """
     found = checkpoints(folder)
+    for checkpoint in found:  # every one checked before any is touched
+        refuse_link(checkpoint)
     for checkpoint in found:
         (checkpoint / MARKER).unlink(missing_ok=True)
-        shutil.rmtree(checkpoint)
+        remove_folder(checkpoint)
     if found:
         print(f"  {folder.name}: removed {', '.join(c.name for c in found)} (final/ is complete; "
               "keep_checkpoints: true keeps them)")

@@ -7,14 +7,13 @@ Public API:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from memoryr.memory.encoder import Encoder, SentenceEncoder
 from memoryr.memory.episodic import EpisodicMemory, MemoryFileError
-from memoryr.memory.rewards import FAILURE_FILE, STATE_FILE, SUCCESS_FILE
+from memoryr.memory.rewards import FAILURE_FILE, STATE_FILE, SUCCESS_FILE, read_state
 
 NEWEST_SHOWN = 3
 RESPONSES_SHOWN = 3
@@ -83,20 +82,16 @@ def inspect_memory(
     if k < 1:
         raise ValueError(f"--k must be >= 1 (query keys to retrieve), got {k}")
     directory = find_memory_dir(path)
+    lines = [f"memory folder: {directory}"]
+    if (directory / STATE_FILE).is_file():  # checked as resume checks it: an edited state is refused, not shown
+        state = read_state(directory)
+        config = state["config"]
+        lines.append(
+            f"reward: {state['name']} (mode {config['mode']}, k={config['k']}, window {config['window']}), "
+            f"{state['calls']} reward calls"
+        )
     success = EpisodicMemory.load(directory / SUCCESS_FILE)
     failure = EpisodicMemory.load(directory / FAILURE_FILE)
-    lines = [f"memory folder: {directory}"]
-    state_path = directory / STATE_FILE
-    if state_path.is_file():
-        try:
-            state = json.loads(state_path.read_text(encoding="utf-8"))
-            config = state["config"]
-            lines.append(
-                f"reward: {state['name']} (mode {config['mode']}, k={config['k']}, window {config['window']}), "
-                f"{state['calls']} reward calls"
-            )
-        except (ValueError, KeyError, TypeError) as e:
-            raise MemoryFileError(f"memory state {state_path} is unreadable: {e}") from None
     lines += _describe("successes (Ms)", success)
     lines += _describe("failures (Mf)", failure)
     if query is not None:

@@ -8,6 +8,7 @@ Public API:
         __call__(completions=, question=, answer=, prefill=, trainer_state=, log_metric=, ...) -> rewards
         .score_and_update(questions, full_texts, correctness, step) -> StepScores
         .save(directory), .load(directory), .success / .failure (EpisodicMemory)
+    read_state(directory) -> dict: a saved memory_state.json, its checksums and its memory files' verified.
     exploit_scores(a, stored), explore_scores(a, stored): the raw formulas, one score per row of a.
 
 Notation: Ms / Mf the success / failure memories, e(a) the embedding of a completion's reasoning
@@ -403,19 +404,8 @@ class MemoryReward:
         """Replace this reward's state with a saved one, refusing corrupt files, a mismatched config, or
         (given `step`) a state saved at another training step than the checkpoint it is loaded with."""
         directory = Path(directory)
+        state = read_state(directory)
         path = directory / STATE_FILE
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-            claimed = state.pop("sha256")
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
-            raise MemoryFileError(f"memory state {path} is missing or unreadable: {e}") from None
-        if state.get("format_version") != STATE_FORMAT_VERSION:
-            raise MemoryFileError(
-                f"memory state {path} has format_version {state.get('format_version')!r}, "
-                f"expected {STATE_FORMAT_VERSION}"
-            )
-        if hashlib.sha256(_canonical_json(state)).hexdigest() != claimed:
-            raise MemoryFileError(f"memory state {path} fails its sha256 checksum (corrupt or edited)")
         if state["dim"] != self.encoder.dim:
             raise MemoryFileError(
                 f"memory state {path} has dim {state['dim']}, but the encoder gives {self.encoder.dim}"
@@ -432,12 +422,31 @@ class MemoryReward:
                     f"memory state {path} was saved with {name}={state['config'].get(name)!r}, "
                     f"but this run has {name}={mine[name]!r}"
                 )
-        for name, digest in state["files"].items():
-            if not (directory / name).is_file() or _file_sha256(directory / name) != digest:
-                raise MemoryFileError(f"memory file {directory / name} is missing or does not match {path}")
         c = self.config
         self.success = EpisodicMemory.load(directory / SUCCESS_FILE, self.encoder.dim, c.max_keys, c.max_per_key)
         self.failure = EpisodicMemory.load(directory / FAILURE_FILE, self.encoder.dim, c.max_keys, c.max_per_key)
         self.exploit_window = deque(state["windows"]["exploit"], maxlen=c.window)
         self.explore_window = deque(state["windows"]["explore"], maxlen=c.window)
         self.calls = state["calls"]
+
+
+def read_state(directory: str | os.PathLike) -> dict:
+    """A saved reward's state (memory_state.json) once verified: its format, its sha256 and the sha256 of each
+    memory file it names. Resume (`MemoryReward.load`) and `memoryr memory inspect` both read it through here."""
+    directory = Path(directory)
+    path = directory / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        claimed = state.pop("sha256")
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+        raise MemoryFileError(f"memory state {path} is missing or unreadable: {e}") from None
+    if state.get("format_version") != STATE_FORMAT_VERSION:
+        raise MemoryFileError(
+            f"memory state {path} has format_version {state.get('format_version')!r}, expected {STATE_FORMAT_VERSION}"
+        )
+    if hashlib.sha256(_canonical_json(state)).hexdigest() != claimed:
+        raise MemoryFileError(f"memory state {path} fails its sha256 checksum (corrupt or edited)")
+    for name, digest in state["files"].items():
+        if not (directory / name).is_file() or _file_sha256(directory / name) != digest:
+            raise MemoryFileError(f"memory file {directory / name} is missing or does not match {path}")
+    return state

@@ -133,6 +133,7 @@ def parse_config(argv: list[str]) -> tuple[ScriptArguments, GRPOConfig, ModelCon
         raise ConfigError(str(e)) from None
     _check_ranges(script_args, training_args)
     _check_splits(script_args)
+    _check_output_dir(Path(training_args.output_dir))
     if script_args.share_prompt_prefix and training_args.gradient_checkpointing:
         raise ConfigError("share_prompt_prefix needs gradient_checkpointing false: checkpointed layers drop the prompt's KV cache")
     return script_args, training_args, model_args
@@ -163,6 +164,7 @@ def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     need(training.max_steps > 0 or training.max_steps == -1, "max_steps",
          "> 0, or -1 to train for num_train_epochs", training.max_steps)
     need(training.num_train_epochs > 0, "num_train_epochs", "> 0", training.num_train_epochs)
+    need(0 <= training.seed < 2**32, "seed", "between 0 and 2**32 - 1 (what numpy and torch accept)", training.seed)
     for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length", "logging_steps"):
         need(getattr(training, key) >= 1, key, ">= 1", getattr(training, key))
     need(training.temperature > 0, "temperature", "> 0 (GRPO samples its completions)", training.temperature)
@@ -202,6 +204,15 @@ def _check_splits(args: ScriptArguments) -> None:
     if args.eval_split == VALIDATION and args.eval_limit > 0 and args.validation_size < 1 and \
             not (args.eval_task or args.task).startswith("reasoning-gym:"):
         raise ConfigError("eval_split validation needs validation_size >= 1 (problems carved from the training split)")
+
+
+def _check_output_dir(out: Path) -> None:
+    """output_dir is a folder or can become one: no file where it, or a folder above it, must go."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"output_dir {out} cannot be a folder: {path} is a file")
+            return
 
 
 def resolved_config(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import time
 from contextlib import ExitStack
 from functools import partial
@@ -26,16 +25,16 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
-from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point, is_complete,
-                                 latest_complete_checkpoint, mark_complete, marker_record, recover, replace_text,
-                                 staging, swap_in)
+from memoryr.checkpoints import (MARKER, RunLock, append_line, checkpoint_step, checkpoints, crash_point, folder_bytes,
+                                 is_complete, latest_complete_checkpoint, mark_complete, marker_record, recover,
+                                 refuse_link, remove_folder, replace_text, staging, swap_in, writing)
 from memoryr.evaluation.evaluate import evaluate
 from memoryr.hardware import cpu_precision_fallback
 from memoryr.jsonl_log import read_log
 from memoryr.memory.encoder import encoder_device
-from memoryr.models import load_tokenizer, resolve_model
+from memoryr.models import context_length, load_tokenizer, resolve_model
 from memoryr.run_record import record_resume, resume_entry, write_run_record
-from memoryr.tasks.data import Problem, load_problems, parse_task_config
+from memoryr.tasks.data import DataError, Problem, load_problems, parse_task_config
 from memoryr.tasks.prompts import build_prompt
 from memoryr.tasks.rewards import MEMORY_REWARDS, TIE_TOLERANCE, RewardFn, correctness, outcome_reward
 from memoryr.training.config import ScriptArguments, resolved_config
@@ -83,6 +82,21 @@ def build_dataset(args: ScriptArguments, tokenizer, seed: int) -> Dataset:
         for prompt, p in zip(prompts, problems)
     ]
     return Dataset.from_list(rows)
+
+
+def check_prompt_lengths(prompts: list[str], tokenizer, context: int | None, max_completion_length: int) -> None:
+    """Refuse training prompts that leave their completions no room in the model's context, before any step
+    (a 250k-token question otherwise stalls the first step for hours); the error says how many and the longest."""
+    if context is None:
+        return
+    room = context - max_completion_length
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    too_long = [n for n in lengths if n > room]
+    if too_long:
+        raise DataError(f"{len(too_long)} of {len(prompts)} training prompts are longer than the {room} tokens the "
+                        f"model's context leaves (max_position_embeddings {context} - max_completion_length "
+                        f"{max_completion_length}); the longest has {max(too_long)} tokens: set max_prompt_length to "
+                        f"at most {room} to cut them to their last tokens, or remove those problems")
 
 
 def keep_last_tokens(tokenizer, text: str, max_tokens: int) -> str:
@@ -179,8 +193,9 @@ class HeldOutEval(TrainerCallback):
             )
             if self._record(step, result, time.perf_counter() - started):
                 tmp = staging(self.out / "best")
-                model.save_pretrained(tmp)
-                self.tokenizer.save_pretrained(tmp)
+                with writing(self.out / "best", needed=lambda: tensor_bytes(model.state_dict())):
+                    model.save_pretrained(tmp)
+                    self.tokenizer.save_pretrained(tmp)
                 swap_in(self.out / "best")
         PartialState().wait_for_everyone()
 
@@ -313,21 +328,26 @@ class MemoryrTrainer(GRPOTrainer):
         return rewards
 
     def _save_checkpoint(self, model, trial):
-        """Memories first, then TRL's checkpoint, then the completion marker; only then rotate old ones."""
+        """Memories first, then TRL's checkpoint, then the completion marker; only then rotate old ones. A full
+        disk is one error naming the folder, which has no marker, so resume drops it."""
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         if self.args.should_save:
-            (folder / MARKER).unlink(missing_ok=True)  # a replayed step's folder counts only once rewritten
-            if self.memory is not None:
-                self.memory.save(folder / "memory", step=self.state.global_step)
-                crash_point("after-memory-save")
-        limit, self.args.save_total_limit = self.args.save_total_limit, None  # no rotation inside TRL's save
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
+            refuse_link(folder)
+        with writing(folder, needed=lambda: self._checkpoint_bytes(folder.parent)):
+            if self.args.should_save:
+                (folder / MARKER).unlink(missing_ok=True)  # a replayed step's folder counts only once rewritten
+                if self.memory is not None:
+                    self.memory.save(folder / "memory", step=self.state.global_step)
+                    crash_point("after-memory-save")
+            limit, self.args.save_total_limit = self.args.save_total_limit, None  # no rotation inside TRL's save
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.save_total_limit = limit
+            if self.args.should_save:
+                crash_point("before-marker")
+                mark_complete(folder, self.state.global_step, loss_total=self.loss_total())
         if self.args.should_save:
-            crash_point("before-marker")
-            mark_complete(folder, self.state.global_step, loss_total=self.loss_total())
             crash_point("before-rotation")
             rotate_checkpoints(str(folder.parent), limit, self.state.best_model_checkpoint)
             crash_point("after-rotation")
@@ -339,6 +359,22 @@ class MemoryrTrainer(GRPOTrainer):
     def _save_optimizer_and_scheduler(self, output_dir):
         crash_point("after-model-save")  # the model files are written, the optimizer not yet
         super()._save_optimizer_and_scheduler(output_dir)
+
+    def _checkpoint_bytes(self, out: Path) -> int:
+        """About what a checkpoint takes: the newest complete one's size, else the model's and optimizer's tensors."""
+        previous, _ = latest_complete_checkpoint(out)
+        if previous is not None:
+            return folder_bytes(previous)
+        return tensor_bytes([self.model.state_dict(), self.optimizer.state_dict()])
+
+
+def tensor_bytes(state) -> int:
+    """Bytes of the tensors in a state dict, nested ones (an optimizer's) included: about what saving it writes."""
+    if torch.is_tensor(state):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        state = list(state.values())
+    return sum(tensor_bytes(part) for part in state) if isinstance(state, (list, tuple)) else 0
 
 
 def tied_groups(rewards: torch.Tensor, weights: torch.Tensor, group_size: int,
@@ -453,6 +489,8 @@ def train(
         model_path = resolve_model(model_args.model_name_or_path)
         tokenizer = load_tokenizer(model_args.model_name_or_path)
         dataset = build_dataset(script_args, tokenizer, training_args.seed)
+        check_prompt_lengths(list(dataset["prompt"]), tokenizer, context_length(model_path),
+                             training_args.max_completion_length)
         reward_funcs, memory = build_rewards(script_args, training_args)
         callbacks = [HeldOutEval(script_args, training_args, tokenizer, out)] if script_args.eval_limit > 0 else None
         if checkpoint is not None:
@@ -532,9 +570,9 @@ def _clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     for folder in (out / "best", out / "final"):
         recover(folder)  # their staged and moved-aside copies
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
     for folder in [*checkpoints(out), out / "runs"]:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
 
 
 def _prepare_resume(out: Path, checkpoint: Path, logs: dict[Path, str], save_total_limit: int | None = None) -> None:
@@ -542,7 +580,7 @@ def _prepare_resume(out: Path, checkpoint: Path, logs: dict[Path, str], save_tot
     or final/, and trim the logs to the checkpoint."""
     for folder in checkpoints(out):
         if checkpoint_step(folder) > checkpoint_step(checkpoint):
-            shutil.rmtree(folder)
+            remove_folder(folder)
     rotate_checkpoints(str(out), save_total_limit)
     recover(out / "best")
     recover(out / "final")
@@ -557,11 +595,13 @@ def save_final(trainer: MemoryrTrainer, memory, out: Path) -> None:
     """final/: the model, its memories and the completion marker, staged and renamed into place."""
     main = trainer.accelerator.is_main_process
     tmp = staging(out / "final") if main else out / ".final.tmp"
-    trainer.save_model(str(tmp))
+    with writing(out / "final", needed=lambda: tensor_bytes(trainer.model.state_dict())):
+        trainer.save_model(str(tmp))
+        if main:
+            if memory is not None:
+                memory.save(tmp / "memory", step=trainer.state.global_step)
+            crash_point("inside-final")
+            mark_complete(tmp, trainer.state.global_step)
     if main:
-        if memory is not None:
-            memory.save(tmp / "memory", step=trainer.state.global_step)
-        crash_point("inside-final")
-        mark_complete(tmp, trainer.state.global_step)
         swap_in(out / "final")
     trainer.accelerator.wait_for_everyone()
