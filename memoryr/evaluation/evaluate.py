@@ -258,8 +258,9 @@ def evaluate(
     try:
         if not vllm:
             model.eval()
-            ids = tokenizer([prompts[i] for i in pending], add_special_tokens=False)["input_ids"]
-            prefix = prompt_prefix(model, ids) if share_prefix and len(ids) > 1 else None
+        prefix = None
+        if share_prefix and not vllm and len(pending) > 1:
+            prefix = prompt_prefix(model, tokenizer([prompts[i] for i in pending], add_special_tokens=False)["input_ids"])
         with torch.random.fork_rng(devices=cuda):
             for start in range(0, len(pending), per_call):
                 chunk = pending[start : start + per_call]
