@@ -48,6 +48,7 @@ class ScriptArguments:
     grading: str = field(default="strict", metadata={"help": "strict (<answer> tag, math-verify), last_number, reference (the Memory-R code's extraction, exact string match) or boxed (last \\boxed{})."})
     method: str | None = field(default=None, metadata={"help": "Name of this arm in reports, e.g. 'Memory-R+ (reference)' (default: from reward_funcs: R1, Cosine, Memory-R, Memory-R+)."})
     reward_funcs: list[str] = field(default_factory=lambda: list(DEFAULT_REWARDS), metadata={"help": "Reward names: correctness, int_answer, strict_format, soft_format, xml_count, cosine, reasoning_steps, memoryr, memoryr+."})
+    permute_rewards: list[str] = field(default_factory=list, metadata={"help": "Rewards (names in reward_funcs) whose values are permuted among each group's completions at every step, seeded by (seed, step): a placebo with the same values and memories but no link between a completion and its own score."})
     cosine_max_len: int | None = field(default=None, metadata={"help": "Length at which the cosine reward reaches its end value (default: max_completion_length)."})
     encoder: str = field(default="all-MiniLM-L6-v2", metadata={"help": "Sentence encoder for the memories (a sentence-transformers name or folder)."})
     encoder_device: str = field(default="auto", metadata={"help": "Device of the sentence encoder: auto (the training process's accelerator, else the CPU), cpu, cuda, cuda:N, ..."})
@@ -63,6 +64,7 @@ class ScriptArguments:
     memory_mode: str = field(default="paper", metadata={"help": "paper (score, then insert) or reference (the public code's choices)."})
     eval_task: str | None = field(default=None, metadata={"help": "Held-out task evaluated every eval_steps (default: the training task)."})
     eval_split: str = field(default="validation", metadata={"help": "Split evaluated during training, which chooses best/: validation (disjoint from train and test), or any split of eval_task."})
+    test_task: str | None = field(default=None, metadata={"help": "Task of `memoryr sweep`'s test evaluations of best/ and final/ (default: eval_task, else task), e.g. a jsonl: file of test problems every seed shares."})
     test_split: str = field(default="test", metadata={"help": "Split on which `memoryr sweep` evaluates best/ and final/ after training (the reported numbers)."})
     validation_size: int = field(default=200, metadata={"help": "Fixed sets (gsm8k, numina-tir, jsonl): problems carved from the end of the training split as the validation split (and removed from training)."})
     eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
@@ -190,6 +192,8 @@ def _check_ranges(script: ScriptArguments, training: GRPOConfig) -> None:
     need(script.exemplars in EXEMPLARS, "exemplars", f"one of {', '.join(EXEMPLARS)}", script.exemplars)
     need(script.system_prompt in SYSTEM_PROMPTS, "system_prompt", f"one of {', '.join(SYSTEM_PROMPTS)}",
          script.system_prompt)
+    unknown = [name for name in script.permute_rewards if name not in script.reward_funcs]
+    need(not unknown, "permute_rewards", f"names from reward_funcs ({', '.join(script.reward_funcs)})", unknown)
     need(is_device(script.encoder_device), "encoder_device", "auto or a torch device (cpu, cuda, cuda:0, ...)",
          script.encoder_device)
 

@@ -18,6 +18,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType
 from datasets import Dataset
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer_callback import ProgressCallback
@@ -37,9 +38,11 @@ from memoryr.run_record import record_resume, resume_entry, write_run_record
 from memoryr.tasks.data import DataError, Problem, load_problems, parse_task_config
 from memoryr.tasks.prompts import build_prompt
 from memoryr.tasks.rewards import MEMORY_REWARDS, TIE_TOLERANCE, RewardFn, correctness, outcome_reward
+from memoryr.training.advantage_shares import advantage_shares
 from memoryr.training.config import ScriptArguments, resolved_config
 from memoryr.training.data_order import EpochSampler
 from memoryr.training.packed_decode import packed_generate, packing_fallback
+from memoryr.training.placebo import permute_within_groups
 from memoryr.training.progress import KeyNumbersBar, hide_library_bars, silence_library_deprecations
 from memoryr.training.shared_prefix import StepPrompts, shared_prefix_generate, shared_prefix_logps
 
@@ -221,9 +224,11 @@ class MemoryrTrainer(GRPOTrainer):
     forward/backward, and (with `pack_decode_weights`) decodes with MKL-packed weights on CPU."""
 
     def __init__(self, *args, memory=None, share_prompt_prefix: bool = False, pack_decode_weights: bool = False,
-                 **kwargs):
+                 permute_rewards: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.memory = memory
+        self.permuted = [self.reward_func_names.index(name) for name in permute_rewards]
+        self.step_rewards: torch.Tensor | None = None  # the rewards of the step being scored, for advantage_shares
         self.share_prompt_prefix = share_prompt_prefix
         # one prompt pass per optimizer step needs the backward to stay ours (no DDP/DeepSpeed hooks)
         single = self.accelerator.distributed_type == DistributedType.NO
@@ -309,13 +314,18 @@ class MemoryrTrainer(GRPOTrainer):
                 f.write(json.dumps(row) + "\n")
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        """TRL's rewards (the whole step's, gathered), plus `frac_groups_with_correct`: the share of prompt
-        groups holding at least one correct completion, i.e. where a success can be learnt from,
-        `frac_groups_tied` (the share of `tied_groups`) and `frac_groups_other_rewards_only` (see
-        `other_rewards_only_fraction`)."""
+        """TRL's rewards (the whole step's, gathered), the `permute_rewards` among each group's completions (a
+        placebo), plus `frac_groups_with_correct`: the share of prompt groups holding at least one correct
+        completion, i.e. where a success can be learnt from, `frac_groups_tied` (the share of `tied_groups`),
+        `frac_groups_other_rewards_only` (see `other_rewards_only_fraction`) and, for a memory reward,
+        `memory/rank_corr_correct_mixed` (see `mixed_rank_correlation`)."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if not self.model.training:
             return rewards
+        if self.permuted:
+            rewards = permute_within_groups(rewards, self.permuted, self.num_generations, self.args.seed,
+                                            self.state.global_step)
+        self.step_rewards = rewards
         tied = tied_groups(rewards, self.reward_weights, self.num_generations)
         self._metrics["train"]["frac_groups_tied"].append(tied.double().mean().item())
         names = [n for n in CORRECTNESS_REWARDS if n in self.reward_func_names]
@@ -325,7 +335,25 @@ class MemoryrTrainer(GRPOTrainer):
             self._metrics["train"]["frac_groups_with_correct"].append(has_correct.float().mean().item())
             moved = other_rewards_only_fraction(correctness, tied, self.num_generations)
             self._metrics["train"]["frac_groups_other_rewards_only"].append(moved)
+            memory = [i for i, name in enumerate(self.reward_func_names) if name in MEMORY_REWARDS]
+            rho = mixed_rank_correlation(rewards[:, memory[0]], correctness, self.num_generations) if memory else None
+            if rho is not None:
+                self._metrics["train"]["memory/rank_corr_correct_mixed"].append(rho)
         return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        """TRL's step inputs, and where their advantages came from (`advantage_shares`, logged as `advantage/...`)."""
+        output = super()._generate_and_score_completions(inputs)
+        names = [n for n in CORRECTNESS_REWARDS if n in self.reward_func_names]
+        if self.model.training and self.step_rewards is not None and names and \
+                self.multi_objective_aggregation == "sum_then_normalize":
+            rewards, self.step_rewards = self.step_rewards, None
+            advantages = torch.tensor(list(self._logs["advantages"])[-rewards.size(0):])  # TRL's, all processes'
+            correct = rewards[:, self.reward_func_names.index(names[0])] > 0
+            for key, value in advantage_shares(rewards, self.reward_weights, advantages, correct, self.num_generations,
+                                               self.reward_func_names).items():
+                self._metrics["train"][key].append(value)
+        return output
 
     def _save_checkpoint(self, model, trial):
         """Memories first, then TRL's checkpoint, then the completion marker; only then rotate old ones. A full
@@ -375,6 +403,19 @@ def tensor_bytes(state) -> int:
     if isinstance(state, dict):
         state = list(state.values())
     return sum(tensor_bytes(part) for part in state) if isinstance(state, (list, tuple)) else 0
+
+
+def mixed_rank_correlation(values: torch.Tensor, correctness: torch.Tensor, group_size: int) -> float | None:
+    """Mean over the groups holding right and wrong completions of Spearman's correlation between `values` (a
+    memory reward, as the policy received it) and correctness; None when no such group has varying values.
+
+    Inside a mixed group, a memory reward that ranks right answers above wrong ones echoes correctness; one that
+    does not reorders same-correctness completions by something else."""
+    rhos = []
+    for v, c in zip(values.view(-1, group_size).tolist(), (correctness.view(-1, group_size) > 0).tolist()):
+        if any(c) and not all(c) and len(set(v)) > 1:
+            rhos.append(spearmanr(v, c).statistic)
+    return sum(rhos) / len(rhos) if rhos else None
 
 
 def tied_groups(rewards: torch.Tensor, weights: torch.Tensor, group_size: int,
@@ -526,6 +567,7 @@ def train(
             memory=memory,
             share_prompt_prefix=script_args.share_prompt_prefix,
             pack_decode_weights=script_args.pack_decode_weights,
+            permute_rewards=tuple(script_args.permute_rewards),
         )
         if not training_args.disable_tqdm:  # one bar with the key numbers; every metric still goes to metrics.jsonl
             trainer.remove_callback(ProgressCallback)
