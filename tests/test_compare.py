@@ -56,3 +56,23 @@ def test_mcnemar_without_discordant_problems_is_p_one():
 def test_mcnemar_needs_the_same_problems_on_both_sides():
     with pytest.raises(ValueError, match="seed 2: 2 per-problem verdicts for the method but 3"):
         mcnemar({1: [True], 2: [True, False]}, {1: [False], 2: [True, False, False]})
+
+
+def test_the_seed_and_problem_bootstrap_covers_the_problems_and_crosses_them_with_the_seeds():
+    from memoryr.evaluation.compare import seed_problem_ci
+
+    questions = {s: ["a", "b", "c", "d"] for s in (1, 2, 3)}
+    right, wrong = [True] * 4, [False] * 4
+    # the method right everywhere, the baseline wrong everywhere: +100 pp whatever is resampled
+    assert seed_problem_ci({s: right for s in questions}, {s: wrong for s in questions}, questions) == (100.0, 100.0)
+    # every seed +25 pp (the method alone right on problem "a"): the seed bootstrap says exactly +25, but a new
+    # problem sample may hold no "a" (0) or several (up to +100)
+    method = {s: [True, False, False, False] for s in questions}
+    low, high = seed_problem_ci(method, {s: wrong for s in questions}, questions)
+    assert low == 0.0 and 25.0 < high <= 100.0
+    assert bootstrap_ci([25.0, 25.0, 25.0]) == (25.0, 25.0)
+    # problems are crossed with seeds: a problem only seed 1 was scored on weighs on seed 1 alone
+    questions[1] = ["a", "b", "c", "e"]
+    low, high = seed_problem_ci(method, {s: wrong for s in questions}, questions)
+    assert low == 0.0 and high <= 100.0
+    assert seed_problem_ci({1: right}, {1: wrong}, {1: ["a", "b", "c", "d"]}) is None  # one seed: no CI

@@ -278,6 +278,17 @@ def test_held_out_evals_are_read_in_index_order(sweep):
     assert run.selection_split == "validation" and run.selection_logged
 
 
+def test_named_contrasts_compare_any_two_methods(sweep, tmp_path):
+    md = report(sweep, tmp_path / "out", CollapseThresholds(), contrasts={"reversed": ("R1", "Memory-R+")})
+    contrast = json.loads((tmp_path / "out" / "report.json").read_text())["contrasts"]["reversed"]
+    assert (contrast["method"], contrast["baseline"]) == ("R1", "Memory-R+")
+    best = contrast["models"]["best"]  # R1 30, 50, 40 against Memory-R+ 60, 40, 40
+    assert best["differences_pp"] == pytest.approx([-30.0, 10.0, 0.0]) and (best["wins"], best["losses"]) == (1, 1)
+    assert "| reversed | R1 - Memory-R+ | best | 1, 2, 3 | -30.0, +10.0, +0.0 | -6.7 |" in md.read_text()
+    with pytest.raises(ValueError, match="contrast 'x' names no method of these runs: Cosine"):
+        report(sweep, tmp_path / "other", CollapseThresholds(), contrasts={"x": ("Cosine", "R1")})
+
+
 def test_incomplete_or_missing_held_out_evals_are_left_out(tmp_path):
     run = write_run(tmp_path / "r", R1, 0, HEALTHY)
     write_held_out(run, "best", "10", status="running")
@@ -319,10 +330,15 @@ def test_paired_comparisons_by_seed_and_problem(sweep, tmp_path):
     assert "| R1 | gsm8k | test | 40.0 ± 10.0, n=3 | 30.0 ± 10.0, n=3 |" in text
     assert "| Memory-R+ | gsm8k | test | 46.7 ± 11.5, n=3 | 40.0 ± 10.0, n=3 |" in text
     low, high = bootstrap_ci([30.0, -10.0, 0.0])
-    assert (f"| Memory-R+ | best | 1, 2, 3 | +30.0, -10.0, +0.0 | +6.7 | {low:+.1f} to {high:+.1f} | 1/1/1 | "
-            "2 / 4 of 30 | 0.688 |") in text
-    assert ("| Memory-R+ | last | 1, 2, 3 | +10.0, +10.0, +10.0 | +10.0 | +10.0 to +10.0 | 3/0/0 | 0 / 3 of 30 "
-            "| 0.25 |") in text
+    both = best["ci95_seeds_problems_pp"]
+    assert both[0] <= best["mean_pp"] <= both[1]
+    assert (f"| Memory-R+ | best | 1, 2, 3 | +30.0, -10.0, +0.0 | +6.7 | {low:+.1f} to {high:+.1f} | "
+            f"{both[0]:+.1f} to {both[1]:+.1f} | 1/1/1 | 2 / 4 of 30 | 0.688 |") in text
+    # every seed +10 pp: no spread over seeds, but the 10 problems resampled still move it
+    low2, high2 = last["ci95_seeds_problems_pp"]
+    assert low2 < 10.0 < high2
+    assert ("| Memory-R+ | last | 1, 2, 3 | +10.0, +10.0, +10.0 | +10.0 | +10.0 to +10.0 | "
+            f"{low2:+.1f} to {high2:+.1f} | 3/0/0 | 0 / 3 of 30 | 0.25 |") in text
     assert "## Paired comparisons vs R1" in text
     assert "Split of the in-training evals (`eval/split`): gsm8k: validation." in text
     assert "chosen on the split `validation`." in text and "biased upwards" not in text
@@ -362,7 +378,8 @@ def test_old_runs_chose_best_on_the_test_split_and_the_report_says_so(tmp_path):
     assert "chosen on the split `test` (run.json's eval_split" in text
     assert "For 2 of 2 runs that is the split best is scored on here, so their best accuracy is biased upwards" in text
     # one seed: no CI; identical verdicts: no discordant problem, p = 1
-    assert "| Memory-R | best | 1 | +0.0 | +0.0 | n/a (one seed) | 0/1/0 | 0 / 0 of 4 | 1 |" in text
+    assert ("| Memory-R | best | 1 | +0.0 | +0.0 | n/a (one seed) | n/a (one seed or no samples.jsonl) | 0/1/0 "
+            "| 0 / 0 of 4 | 1 |") in text
     assert "| Memory-R | last |" not in text  # no eval-last/
 
 
@@ -494,3 +511,13 @@ def test_groups_moved_by_other_rewards_are_logged_or_recovered_from_the_correctn
     assert {r[key] for r in load_run(one).steps} == {0.0}
     text = report([tmp_path / "uniform"], tmp_path / "out", CollapseThresholds()).read_text()
     assert "| groups tied on correctness, moved by the other rewards alone | 0.75 -> 0.75 |" in text
+
+
+def test_an_untrained_evaluation_of_a_fixed_set_matches_every_seed_unless_it_samples():
+    from memoryr.evaluation.report import seeded
+
+    assert not seeded({"task": "jsonl:results/study3/test-problems.jsonl", "temperature": 0.0})
+    assert not seeded({"task": "gsm8k", "temperature": 0.0})
+    assert seeded({"task": "reasoning-gym:basic_arithmetic", "temperature": 0.0})  # the seed draws the problems
+    assert seeded({"task": "gsm8k", "temperature": 1.0})  # the seed draws the samples
+    assert seeded({"task": None, "temperature": None})  # not recorded: keep the seed

@@ -123,6 +123,10 @@ def artefacts(run: Path) -> dict:
     ({"untrained": [""]}, "untrained must be a list of folders or glob patterns"),
     ({"baseline": "Nope", "recipes": [str(R1), str(MEMORYR_PLUS)]},
      r"baseline 'Nope' names no method of this sweep \(methods: R1, Memory-R\+\)"),
+    ({"contrasts": [["Memory-R+", "R1"]]}, r"contrasts must be a mapping of names to \[method, baseline\]"),
+    ({"contrasts": {"memory": ["Memory-R+"]}}, r"contrasts must be a mapping of names to \[method, baseline\]"),
+    ({"contrasts": {"memory": ["Memory-R", "R1"]}, "recipes": [str(R1), str(MEMORYR_PLUS)]},
+     r"contrast 'memory' names no method of this sweep: Memory-R \(methods: R1, Memory-R\+\)"),
 ])
 def test_bad_sweep_files_are_one_error_naming_the_key(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
@@ -451,3 +455,23 @@ def test_a_failed_run_lets_the_running_ones_finish_and_starts_no_new_one(tmp_pat
     runs = tmp_path / "runs"
     assert is_complete(runs / RUN1 / "final") and (runs / RUN1 / "eval-last" / "results.json").exists()
     assert not (runs / RUN2).exists() and not (runs / "broken-seed2").exists()
+
+
+def test_test_evaluations_use_the_runs_test_task_and_prefix_setting(tmp_path):
+    from memoryr.evaluation.sweep import _eval_args
+
+    sweep = load_sweep(write_sweep(tmp_path))
+    run = tmp_path / "runs" / RUN1
+    run.mkdir(parents=True)
+    script = {"task": "reasoning-gym:basic_arithmetic", "eval_task": None, "shots": 3, "exemplars": "arith1",
+              "prefill": "<reasoning>\n", "grading": "strict", "task_size": 2000, "task_config": None, "data_dir": None}
+    record = {"seed": 4, "config": {"script": script, "training": {"max_completion_length": 96}}}
+    (run / "run.json").write_text(json.dumps(record))
+    args = _eval_args(sweep, run, "eval-best")
+    assert args[args.index("--task") + 1] == "reasoning-gym:basic_arithmetic"
+    assert args[args.index("--share-prefix") + 1] == "true"  # recorded before the setting existed: the default
+    script.update(test_task="jsonl:results/study3/test-problems.jsonl", eval_share_prefix=False)
+    (run / "run.json").write_text(json.dumps(record))
+    args = _eval_args(sweep, run, "eval-last")
+    assert args[args.index("--task") + 1] == "jsonl:results/study3/test-problems.jsonl"
+    assert args[args.index("--share-prefix") + 1] == "false" and args[args.index("--model") + 1] == str(run / "final")

@@ -2,8 +2,10 @@
 
 Runs of two methods are paired by seed. `seed_differences` gives the per-seed accuracy differences
 with a percentile-bootstrap CI of their mean over seeds (seed-to-seed variance, the main noise in
-small RL runs); `mcnemar` pools the paired runs' per-problem verdicts on the same problems and runs
-McNemar's exact test (is one method right on problems the other gets wrong more often than chance?).
+small RL runs); `seed_problem_ci` resamples the test problems too (a fresh problem sample moved one
+paired difference by 5 points); `mcnemar` pools the paired runs' per-problem verdicts on the same
+problems and runs McNemar's exact test (is one method right on problems the other gets wrong more
+often than chance?).
 """
 
 from __future__ import annotations
@@ -66,6 +68,42 @@ def seed_differences(method: dict[int, float], baseline: dict[int, float]) -> Se
         ties=sum(method[s] == baseline[s] for s in seeds),
         losses=sum(method[s] < baseline[s] for s in seeds),
     )
+
+
+def seed_problem_ci(
+    method: dict[int, list[bool]], baseline: dict[int, list[bool]], questions: dict[int, list[str]],
+    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95,
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap CI of the mean paired accuracy difference (method - baseline, in the verdicts' units x
+    100: pp) over seeds *and* problems; None for fewer than two paired seeds.
+
+    Each resample draws the seeds with replacement and the problems with replacement from all the questions the
+    seeds were scored on, crossed with the seeds: a question drawn twice counts twice for every seed scored on it
+    (seeds that share a test set share its luck, as they do in reality). A seed's difference is the weighted mean of
+    its problems' paired differences. The seed-only bootstrap treats the problems as fixed; this one is the CI of
+    the claim about new seeds and new problems alike.
+    """
+    seeds = sorted(method.keys() & baseline.keys())
+    if len(seeds) < 2:
+        return None
+    pool = sorted({q for s in seeds for q in questions[s]})
+    where = {q: j for j, q in enumerate(pool)}
+    difference = np.zeros((len(seeds), len(pool)))
+    scored = np.zeros((len(seeds), len(pool)))
+    for i, s in enumerate(seeds):
+        for q, ours, theirs in zip(questions[s], method[s], baseline[s], strict=True):
+            difference[i, where[q]] += 100.0 * (int(ours) - int(theirs))
+            scored[i, where[q]] += 1
+    rng = np.random.default_rng(seed)
+    means = []
+    for chunk in np.array_split(np.arange(resamples), max(1, resamples // 1000)):
+        counts = np.stack([np.bincount(rng.integers(len(pool), size=len(pool)), minlength=len(pool)) for _ in chunk])
+        weight = counts @ scored.T  # resample x seed: how many drawn problems each seed was scored on
+        per_seed = np.divide(counts @ difference.T, weight, out=np.zeros_like(weight, dtype=float), where=weight > 0)
+        drawn = rng.integers(len(seeds), size=(len(chunk), len(seeds)))
+        means.append(np.take_along_axis(per_seed, drawn, axis=1).mean(axis=1))
+    low, high = np.percentile(np.concatenate(means), [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
 
 
 def mcnemar(method: dict[int, list[bool]], baseline: dict[int, list[bool]]) -> McNemar:

@@ -24,7 +24,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from memoryr.evaluation.compare import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences
+from memoryr.evaluation.compare import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mcnemar, seed_differences,
+                                        seed_problem_ci)
 from memoryr.evaluation.evaluate import RESUME_SETTINGS, read_samples, recorded_settings
 from memoryr.evaluation.interruptions import describe_resume, interruption_table
 from memoryr.jsonl_log import read_log
@@ -88,6 +89,7 @@ class HeldOutEval:
     n: int
     accuracy: float  # pass@1, a fraction
     correct: list[bool] | None  # the first sample's verdict per problem, by index; None without samples.jsonl
+    questions: list[str] | None = None  # the problems' questions, by index; None without samples.jsonl
     path: Path | None = None
     problems: tuple = ()  # the PROBLEM_SETTINGS values and n: equal for evaluations of the same questions
 
@@ -143,9 +145,18 @@ def load_held_out(folder: Path) -> HeldOutEval | None:
         n=n,
         accuracy=results["metrics"]["pass@1"],
         correct=[bool(records[i]["correct"][0]) for i in range(n)] if records else None,
+        questions=[records[i]["question"] for i in range(n)] if records else None,
         path=folder,
-        problems=tuple(json.dumps(settings[k]) for k in PROBLEM_SETTINGS) + (n,),
+        problems=tuple(json.dumps(settings[k]) for k in PROBLEM_SETTINGS if k != "seed" or seeded(settings)) + (n,),
     )
+
+
+def seeded(settings: dict) -> bool:
+    """Whether an evaluation's seed decides its problems or completions: generated problems, or sampling. A fixed
+    set (gsm8k, jsonl:...) evaluated greedily is the same evaluation at every seed. Unrecorded settings count as
+    seeded."""
+    task, temperature = settings["task"], settings["temperature"]
+    return task is None or temperature is None or task.startswith("reasoning-gym:") or temperature > 0
 
 
 def load_untrained(folders: list[Path]) -> list[HeldOutEval]:
@@ -458,38 +469,49 @@ def _runs_by_seed(runs: list[Run], method: str) -> dict[int, Run]:
 
 
 def paired_comparisons(runs: list[Run], baseline: str) -> dict[str, dict[str, dict]]:
-    """Per other method and model (best, last): test accuracy minus the baseline's per shared seed, in percentage
-    points (mean, 95% bootstrap CI, wins/ties/losses), and McNemar's exact test over the pooled per-problem verdicts."""
-    baseline_runs = _runs_by_seed(runs, baseline)
-    comparisons: dict[str, dict[str, dict]] = {}
-    for method in ordered_methods(runs):
-        if method == baseline:
+    """Per other method with test evaluations at the baseline's seeds: `paired_comparison` against the baseline."""
+    found = {method: paired_comparison(runs, method, baseline) for method in ordered_methods(runs) if method != baseline}
+    return {method: models for method, models in found.items() if models}
+
+
+def paired_comparison(runs: list[Run], method: str, baseline: str) -> dict[str, dict]:
+    """Per model (best, last) both methods have at shared seeds: test accuracy minus the baseline's per seed, in
+    percentage points (mean, 95% bootstrap CIs over seeds and over seeds and problems, wins/ties/losses), and
+    McNemar's exact test over the pooled per-problem verdicts."""
+    baseline_runs, method_runs = _runs_by_seed(runs, baseline), _runs_by_seed(runs, method)
+    comparison: dict[str, dict] = {}
+    for model in MODELS:
+        ours = {seed: run.test[model] for seed, run in method_runs.items() if model in run.test}
+        theirs = {seed: run.test[model] for seed, run in baseline_runs.items() if model in run.test}
+        if not ours.keys() & theirs.keys():
             continue
-        method_runs = _runs_by_seed(runs, method)
-        for model in MODELS:
-            ours = {seed: run.test[model] for seed, run in method_runs.items() if model in run.test}
-            theirs = {seed: run.test[model] for seed, run in baseline_runs.items() if model in run.test}
-            if not ours.keys() & theirs.keys():
-                continue
-            diffs = seed_differences(
-                {seed: 100 * e.accuracy for seed, e in ours.items()},
-                {seed: 100 * e.accuracy for seed, e in theirs.items()},
-            )
-            verdicts = mcnemar(
-                {seed: e.correct for seed, e in ours.items() if e.correct is not None},
-                {seed: e.correct for seed, e in theirs.items() if e.correct is not None},
-            )
-            comparisons.setdefault(method, {})[model] = {
-                "seeds": diffs.seeds,
-                "differences_pp": diffs.differences,
-                "mean_pp": diffs.mean,
-                "ci95_pp": list(diffs.ci95) if diffs.ci95 else None,
-                "wins": diffs.wins,
-                "ties": diffs.ties,
-                "losses": diffs.losses,
-                "mcnemar": asdict(verdicts) if verdicts.seeds else None,  # None: no paired seed has samples.jsonl
-            }
-    return comparisons
+        diffs = seed_differences(
+            {seed: 100 * e.accuracy for seed, e in ours.items()},
+            {seed: 100 * e.accuracy for seed, e in theirs.items()},
+        )
+        verdicts = mcnemar(
+            {seed: e.correct for seed, e in ours.items() if e.correct is not None},
+            {seed: e.correct for seed, e in theirs.items() if e.correct is not None},
+        )
+        scored = [s for s in diffs.seeds if ours[s].questions is not None and theirs[s].questions is not None]
+        for s in scored:
+            if ours[s].questions != theirs[s].questions:
+                raise ValueError(f"seed {s}: {ours[s].path} and {theirs[s].path} score other problems; paired runs "
+                                 "must be evaluated on the same problems")
+        both = seed_problem_ci({s: ours[s].correct for s in scored}, {s: theirs[s].correct for s in scored},
+                               {s: ours[s].questions for s in scored}) if scored == diffs.seeds else None
+        comparison[model] = {
+            "seeds": diffs.seeds,
+            "differences_pp": diffs.differences,
+            "mean_pp": diffs.mean,
+            "ci95_pp": list(diffs.ci95) if diffs.ci95 else None,
+            "ci95_seeds_problems_pp": list(both) if both else None,  # None: one seed, or no samples.jsonl
+            "wins": diffs.wins,
+            "ties": diffs.ties,
+            "losses": diffs.losses,
+            "mcnemar": asdict(verdicts) if verdicts.seeds else None,  # None: no paired seed has samples.jsonl
+        }
+    return comparison
 
 
 # ---------------------------------------------------------------- training dynamics
@@ -517,6 +539,14 @@ DYNAMICS = (  # (metrics.jsonl key, row name) for the first -> last table
     ("memory/explore_norm_correct_mean", "explore (normalised), correct completions"),
     ("memory/explore_norm_wrong_mean", "explore (normalised), wrong completions"),
     ("frac_groups_with_correct", "groups with at least one correct completion"),
+    ("memory/rank_corr_correct_mixed", "memory reward's rank correlation with correctness, mixed groups"),
+    ("advantage/mixed/share", "share of the advantages' magnitude: mixed groups"),
+    ("advantage/all_wrong/share", "share of the advantages' magnitude: all-wrong groups"),
+    ("advantage/all_right/share", "share of the advantages' magnitude: all-right groups"),
+    ("advantage/mixed/correctness", "correctness's share of the advantages, mixed groups"),
+    ("advantage/mixed/memoryr+", "Memory-R+ reward's share of the advantages, mixed groups"),
+    ("advantage/all_wrong/memoryr+", "Memory-R+ reward's share of the advantages, all-wrong groups"),
+    ("advantage/all_right/memoryr+", "Memory-R+ reward's share of the advantages, all-right groups"),
 )
 
 
@@ -698,27 +728,54 @@ def _paired_lines(runs: list[Run], paired: dict) -> list[str]:
         return lines + [f"No other method has a run with test evaluations at the seed of a {base} run with them.", ""]
     lines += [
         f"Test accuracy minus {base}'s for runs paired by seed (the seeds both have), in percentage points (pp): "
-        f"the per-seed differences, their mean with a 95% percentile-bootstrap CI over seeds "
-        f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}; none with one seed) and wins/ties/losses over "
-        f"seeds. McNemar's exact test pools the paired runs' per-problem test verdicts (samples.jsonl): b = {base} "
-        f"right and the method wrong, c = the method right and {base} wrong, p = two-sided binomial test of c in "
-        "b + c at 1/2.",
+        + COMPARISON_COLUMNS.format(base=base),
         "",
-        "| method | model | seeds | per seed (pp) | mean (pp) | 95% CI (pp) | wins/ties/losses | McNemar b / c of n "
-        "| p |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | model | " + COMPARISON_HEADER,
+        "|---|---|" + "---|" * 8,
     ]
     for method, models in paired["comparisons"].items():
         for model, c in models.items():
-            ci = f"{c['ci95_pp'][0]:+.1f} to {c['ci95_pp'][1]:+.1f}" if c["ci95_pp"] else "n/a (one seed)"
-            test = c["mcnemar"]
-            b_c = f"{test['b']} / {test['c']} of {test['n']}" if test else "no samples.jsonl"
-            cells = [
-                method, model, ", ".join(map(str, c["seeds"])), ", ".join(f"{d:+.1f}" for d in c["differences_pp"]),
-                f"{c['mean_pp']:+.1f}", ci, f"{c['wins']}/{c['ties']}/{c['losses']}", b_c,
-                f"{test['p']:.3g}" if test else "-",
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(f"| {method} | {model} | " + _comparison_cells(c))
+    return lines + [""]
+
+
+COMPARISON_COLUMNS = (
+    f"the per-seed differences, their mean with a 95% percentile-bootstrap CI over seeds ({BOOTSTRAP_RESAMPLES} "
+    f"resamples, seed {BOOTSTRAP_SEED}; none with one seed), the same with the test problems resampled too (crossed "
+    "with the seeds: a CI for new seeds and new problems; conservative, since it counts the seed-by-problem noise "
+    "twice) and wins/ties/losses over seeds. McNemar's exact test pools the paired runs' per-problem test verdicts "
+    "(samples.jsonl): b = {base} right and the method wrong, c = the method right and {base} wrong, p = two-sided "
+    "binomial test of c in b + c at 1/2."
+)
+COMPARISON_HEADER = ("seeds | per seed (pp) | mean (pp) | 95% CI, seeds (pp) | 95% CI, seeds and problems (pp) "
+                     "| wins/ties/losses | McNemar b / c of n | p |")
+
+
+def _comparison_cells(c: dict) -> str:
+    """The COMPARISON_HEADER cells of one `paired_comparison` model entry, as a markdown row's end."""
+    ci = f"{c['ci95_pp'][0]:+.1f} to {c['ci95_pp'][1]:+.1f}" if c["ci95_pp"] else "n/a (one seed)"
+    both = c["ci95_seeds_problems_pp"]
+    ci2 = f"{both[0]:+.1f} to {both[1]:+.1f}" if both else "n/a (one seed or no samples.jsonl)"
+    test = c["mcnemar"]
+    cells = [", ".join(map(str, c["seeds"])), ", ".join(f"{d:+.1f}" for d in c["differences_pp"]),
+             f"{c['mean_pp']:+.1f}", ci, ci2, f"{c['wins']}/{c['ties']}/{c['losses']}",
+             f"{test['b']} / {test['c']} of {test['n']}" if test else "no samples.jsonl",
+             f"{test['p']:.3g}" if test else "-"]
+    return " | ".join(cells) + " |"
+
+
+def _contrast_lines(contrasts: dict[str, dict]) -> list[str]:
+    """The "Contrasts" section: each named pair (method minus its own baseline), paired by seed."""
+    lines = ["## Contrasts", "",
+             "Each contrast is one method's test accuracy minus another's for runs paired by seed, in pp: "
+             + COMPARISON_COLUMNS.format(base="the second method"), "",
+             "| contrast | method - baseline | model | " + COMPARISON_HEADER, "|---|---|---|" + "---|" * 8]
+    for name, contrast in contrasts.items():
+        pair = f"{contrast['method']} - {contrast['baseline']}"
+        if not contrast["models"]:
+            lines.append(f"| {name} | {pair} | - | no seed with test evaluations of both |" + " |" * 7)
+        for model, c in contrast["models"].items():
+            lines.append(f"| {name} | {pair} | {model} | " + _comparison_cells(c))
     return lines + [""]
 
 
@@ -753,6 +810,8 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
         lines += _test_lines(runs, record["test_accuracy_pct"])
     if len(methods) > 1:
         lines += _paired_lines(runs, record["paired"])
+    if record["contrasts"]:
+        lines += _contrast_lines(record["contrasts"])
     lines += [
         "## Collapse flags",
         "",
@@ -830,12 +889,13 @@ def _held_out_record(held_out: HeldOutEval) -> dict:
 
 
 def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline: str | None = None,
-           untrained: list[Path] = ()) -> Path:
+           untrained: list[Path] = (), contrasts: dict[str, tuple[str, str]] | None = None) -> Path:
     """Write plots, report.md and report.json for the given run folders into `out`; returns report.md.
 
     Paired comparisons are against `baseline` (a method name; default: the first method, R1 when present);
-    `untrained` are `memoryr eval` folders of the model before training, matched to runs' test evaluations by their
-    problems and settings (the held-out collapse flag and the test table's untrained row)."""
+    `contrasts` name further (method, baseline) pairs, e.g. a study's pre-registered ones; `untrained` are
+    `memoryr eval` folders of the model before training, matched to runs' test evaluations by their problems and
+    settings (the held-out collapse flag and the test table's untrained row)."""
     if not runs:
         raise ValueError("no run folders given")
     loaded = [load_run(Path(r)) for r in runs]
@@ -844,6 +904,11 @@ def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline
     if baseline is not None and baseline not in methods:
         raise ValueError(f"baseline {baseline!r} is none of the methods in these runs: {', '.join(methods)}")
     baseline = baseline or methods[0]
+    for name, pair in (contrasts or {}).items():
+        unknown = [m for m in pair if m not in methods]
+        if unknown:
+            raise ValueError(f"contrast {name!r} names no method of these runs: {', '.join(unknown)} "
+                             f"(methods: {', '.join(methods)})")
     record = {  # everything is computed before `out` is created: an error leaves no half-written report
         "format_version": 2,
         "thresholds": asdict(thresholds),
@@ -870,6 +935,8 @@ def report(runs: list[Path], out: Path, thresholds: CollapseThresholds, baseline
             "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95},
             "comparisons": paired_comparisons(loaded, baseline),
         },
+        "contrasts": {name: {"method": m, "baseline": b, "models": paired_comparison(loaded, m, b)}
+                      for name, (m, b) in (contrasts or {}).items()},
         "dynamics": dynamics_table(loaded, thresholds.edge),
         "interruptions": interruption_table([run.path for run in loaded]),
     }
@@ -901,11 +968,20 @@ def report_cli(argv: list[str]) -> None:
         help="`memoryr eval` folders of the untrained model, e.g. one per seed: each run's test evaluation is compared "
         "with the one of the same problems and settings (test table row, held-out collapse flag)",
     )
+    parser.add_argument(
+        "--contrast", nargs=3, action="append", default=[], metavar=("NAME", "METHOD", "BASELINE"),
+        help="a named comparison of METHOD against BASELINE, paired by seed (repeatable), e.g. --contrast content "
+        "'Memory-R+ (reference)' 'Memory-R+ (reference), permuted'",
+    )
     for f in fields(CollapseThresholds):
         flag = f"--{f.name.replace('_', '-')}"
         parser.add_argument(flag, type=float, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
     args = parser.parse_args(argv)
     thresholds = CollapseThresholds(**{f.name: getattr(args, f.name) for f in fields(CollapseThresholds)})
-    path = report(args.runs, args.out, thresholds, baseline=args.baseline, untrained=args.untrained)
+    contrasts = {name: (method, base) for name, method, base in args.contrast}
+    if len(contrasts) < len(args.contrast):
+        raise ValueError("each --contrast needs a name of its own")
+    path = report(args.runs, args.out, thresholds, baseline=args.baseline, untrained=args.untrained,
+                  contrasts=contrasts)
     print(path.read_text().split("## Plots")[0].rstrip())
     print(f"\nreport: {path}")

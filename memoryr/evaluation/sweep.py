@@ -31,6 +31,8 @@ finished phase (train, eval-best, eval-last, report) with its seconds. The sweep
     keep_checkpoints: false        # optional: keep finished runs' checkpoint-N/ folders (default false)
     untrained: [results/cpu-study/untrained/seed*]  # optional: `memoryr eval` folders (globs) of the untrained
                                    # model, compared with the runs' test evaluations of the same problems
+    contrasts:                     # optional: named comparisons [method, baseline] the report adds, paired by seed
+      memory: [Memory-R+, R1]
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, c
 from memoryr.yaml_file import read_yaml
 
 KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints",
-        "untrained")
+        "untrained", "contrasts")
 MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
 PHASES = "phases.jsonl"  # in <out>/logs/: the seconds of each finished phase
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -94,6 +96,7 @@ class Sweep:
     report: Path | None = None
     keep_checkpoints: bool = False
     untrained: list[str] = field(default_factory=list)  # glob patterns of untrained-model evaluations, for the report
+    contrasts: dict[str, list[str]] = field(default_factory=dict)  # name -> [method, baseline], for the report
 
 
 # ---------------------------------------------------------------- the sweep file
@@ -174,6 +177,11 @@ def load_sweep(path: Path) -> Sweep:
     untrained = raw.get("untrained", [])
     if not isinstance(untrained, list) or not all(isinstance(u, str) and u for u in untrained):
         raise bad("untrained", "a list of folders or glob patterns, e.g. [results/study/untrained/seed*]")
+    contrasts = raw.get("contrasts", {})
+    if not isinstance(contrasts, dict) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(m, str) for m in pair)
+            for pair in contrasts.values()):
+        raise bad("contrasts", "a mapping of names to [method, baseline], e.g. {content: [Memory-R+, R1]}")
     sweep = Sweep(
         out=Path(raw["out"]),
         recipes=[Path(r) for r in recipes],
@@ -185,11 +193,16 @@ def load_sweep(path: Path) -> Sweep:
         report=Path(raw["report"]) if "report" in raw else None,
         keep_checkpoints=raw.get("keep_checkpoints", False),
         untrained=untrained,
+        contrasts={str(name): pair for name, pair in contrasts.items()},
     )
-    if sweep.baseline is not None:
-        methods = list(dict.fromkeys(recipe_method(r) for r in sweep.recipes))
-        if sweep.baseline not in methods:
-            raise ValueError(f"{path}: baseline {sweep.baseline!r} names no method of this sweep (methods: {', '.join(methods)})")
+    methods = list(dict.fromkeys(recipe_method(r) for r in sweep.recipes))
+    if sweep.baseline is not None and sweep.baseline not in methods:
+        raise ValueError(f"{path}: baseline {sweep.baseline!r} names no method of this sweep (methods: {', '.join(methods)})")
+    for name, pair in sweep.contrasts.items():
+        unknown = [m for m in pair if m not in methods]
+        if unknown:
+            raise ValueError(f"{path}: contrast {name!r} names no method of this sweep: {', '.join(unknown)} "
+                             f"(methods: {', '.join(methods)})")
     return sweep
 
 
@@ -321,7 +334,8 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
     record = json.loads((folder / "run.json").read_text())
     script, training = record["config"]["script"], record["config"]["training"]
     # the run's own seed, task size and generator options give the same problems as its split in training
-    args = ["eval", "--model", str(folder / MODELS[phase]), "--task", script["eval_task"] or script["task"],
+    task = script.get("test_task") or script["eval_task"] or script["task"]
+    args = ["eval", "--model", str(folder / MODELS[phase]), "--task", task,
             "--split", script.get("test_split", "test"), "--limit", str(sweep.eval_limit),
             "--shots", str(script["shots"]), "--exemplars", script["exemplars"], "--prefill", script["prefill"],
             "--grading", script["grading"], "--system-prompt", script.get("system_prompt", "xml"),
@@ -588,7 +602,8 @@ def _write_report(sweep: Sweep, folders: list[Path]) -> Path:
             print(f"untrained: nothing matches {pattern} yet; the report goes without it", flush=True)
         untrained += found
     untrained = ["--untrained", *untrained] if untrained else []
-    _memoryr("report", *map(str, folders), "--out", str(report_dir), *baseline, *untrained)
+    contrasts = [word for name, pair in sweep.contrasts.items() for word in ("--contrast", name, *pair)]
+    _memoryr("report", *map(str, folders), "--out", str(report_dir), *baseline, *untrained, *contrasts)
     collect(folders, report_dir)
     return report_dir
 
