@@ -158,9 +158,20 @@ def _sweep(argv: list[str]) -> None:
                              "(default: the sweep file's jobs, else 1)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs finished so far (e.g. while the sweep is still going)")
+    parser.add_argument("--test-set", type=Path, metavar="FILE",
+                        help="train nothing: write FILE (JSONL) with --test-size problems of the sweep's task, none of "
+                             "which any of its runs trains or validates on, for recipes' test_task: jsonl:FILE")
+    parser.add_argument("--test-seed", type=int, default=1000, help="generator seed of --test-set (default 1000)")
+    parser.add_argument("--test-size", type=int, default=1000, help="problems in --test-set (default 1000)")
     args = parser.parse_args(argv)
     from memoryr.evaluation.sweep import SweepStopped, report_finished, run_sweep
 
+    if args.test_set is not None:
+        from memoryr.training.test_set import disjoint_test_set, write_test_set
+
+        write_test_set(args.test_set, disjoint_test_set(args.sweep, args.test_seed, args.test_size))
+        print(f"test set: {args.test_set}")
+        return
     if args.report_only:
         print(f"report: {report_finished(args.sweep)}")
         return
