@@ -9,7 +9,7 @@ export MEMORYR_DATA_DIR ?= $(DATA_DIR)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install lock demo test study study2 clean-runs
+.PHONY: install lock demo test study study2 study3 clean-runs
 
 # The exact versions the published results ran on (pip constraints); pyproject.toml keeps ranges.
 LOCK := requirements/lock.txt
@@ -71,6 +71,25 @@ study2: install
 	    || exit 1; \
 	done
 	$(VENV)/bin/memoryr sweep sweeps/study2.yaml
+
+# Study 3 (docs/studies/study3.md): a placebo and a dose of the memory reward in study 2's regime, and the sparse
+# regime, 8 seeds paired, every run scored on the same 1000 test problems no run trains or validates on. First the
+# test problems, the sparse regime's check on validation (sampled correctness of the untrained model, 8 samples)
+# and the untrained model on the test problems with each regime's prompt; then 56 runs two at a time (about
+# 15 hours on 2 cores). Rerun to resume; results in results/study3/.
+STUDY3_TEST := results/study3/test-problems.jsonl
+STUDY3_EVAL := --model smollm2-135m-instruct --exemplars arith1 --prefill '<reasoning>\n' --max-new-tokens 96 \
+	--batch-size 32 --seed 1
+study3: install
+	test -f $(STUDY3_TEST) || $(VENV)/bin/memoryr sweep sweeps/study3.yaml --test-set $(STUDY3_TEST)
+	$(VENV)/bin/memoryr eval $(STUDY3_EVAL) --task reasoning-gym:basic_arithmetic --split validation --limit 128 \
+	  --shots 1 --num-samples 8 --temperature 1.0 --task-size 2000 --task-config '$(STUDY2_TASK)' \
+	  --output results/study3/calibration/sparse-validation-seed1
+	for shots in 3 1; do \
+	  $(VENV)/bin/memoryr eval $(STUDY3_EVAL) --task jsonl:$(STUDY3_TEST) --split test --limit 1000 --shots $$shots \
+	    --output results/study3/untrained/shots$$shots || exit 1; \
+	done
+	$(VENV)/bin/memoryr sweep sweeps/study3.yaml
 
 test: install
 	$(PY) -m pytest -q
