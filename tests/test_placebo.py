@@ -50,6 +50,20 @@ def test_advantage_shares_by_hand():
     assert again["advantage/all_wrong/share"] > shares["advantage/all_wrong/share"]
 
 
+def test_advantage_shares_count_a_missing_reward_as_trl_does():
+    """A reward a function did not give counts 0 in the total; a completion no function scored leaves its group's
+    mean alone and has no advantage (TRL's nansum and unscorable rows)."""
+    rewards = torch.tensor([[1.0, float("nan")], [0.0, 0.5], [0.0, 0.5], [float("nan"), float("nan")]])
+    # totals 1.0, 0.5, 0.5 over the three scored completions: mean 2/3; TRL's advantages (scale none)
+    advantages = torch.tensor([1 / 3, -1 / 6, -1 / 6, 0.0])
+    shares = advantage_shares(rewards, torch.ones(2), advantages, torch.tensor([1, 0, 0, 0]),
+                              4, ["correctness", "format"])
+    # correctness centred on 1/3: 2/3, -1/3, -1/3 (sum of magnitudes 4/3); format on 1/3: -1/3, 1/6, 1/6 (2/3)
+    assert shares["advantage/mixed/correctness"] == pytest.approx(2 / 3)
+    assert shares["advantage/mixed/format"] == pytest.approx(1 / 3)
+    assert shares["advantage/mixed/share"] == pytest.approx(1.0)
+
+
 def test_the_memory_rewards_rank_correlation_with_correctness_counts_mixed_groups_only():
     echo = torch.tensor([0.9, 0.1, 0.2, 0.3, 0.5, 0.5, 0.5, 0.5])  # right answer ranked first; then a tied group
     correct = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])

@@ -21,16 +21,21 @@ def advantage_shares(rewards: torch.Tensor, weights: torch.Tensor, advantages: t
     `advantage/<type>/<reward>`, each reward's share of the type's sum of term magnitudes (where there are any).
 
     `rewards`: completions x reward functions (NaN where a function did not score), `advantages`: TRL's, one per
-    completion, `correct`: whether each completion is right; groups are `group_size` consecutive completions.
+    completion, `correct`: whether each completion is right; groups are `group_size` consecutive completions. As in
+    TRL, a reward a function did not give counts 0 in a completion's total, and a completion no function scored
+    takes no part in its group's mean (and has no advantage).
     """
-    groups = rewards.double().view(-1, group_size, rewards.size(1))
-    centred = (groups - groups.nanmean(dim=1, keepdim=True)).nan_to_num(0.0) * weights.double().to(groups.device)
-    advantages = advantages.double().view(-1, group_size)
+    rewards, weights, advantages, correct = (t.detach().double().cpu() for t in (rewards, weights, advantages, correct))
+    scored = ~torch.isnan(rewards).all(dim=1).view(-1, group_size, 1)
+    groups = rewards.nan_to_num(0.0).view(-1, group_size, rewards.size(1))
+    means = (groups * scored).sum(dim=1, keepdim=True) / scored.sum(dim=1, keepdim=True).clamp_min(1)
+    centred = (groups - means) * scored * weights
+    advantages = advantages.view(-1, group_size)
     spread = centred.sum(dim=2).abs().sum(dim=1)
     scale = torch.where(spread > 0, advantages.abs().sum(dim=1) / spread.clamp_min(1e-300), torch.zeros_like(spread))
     terms = (centred * scale.view(-1, 1, 1)).abs()  # group x completion x reward
-    right = correct.view(-1, group_size)
-    kinds = {"mixed": right.any(dim=1) & ~right.all(dim=1), "all_right": right.all(dim=1), "all_wrong": ~right.any(dim=1)}
+    right = correct.bool().view(-1, group_size)
+    kinds = dict(zip(GROUP_TYPES, (right.any(dim=1) & ~right.all(dim=1), right.all(dim=1), ~right.any(dim=1))))
     total = advantages.abs().sum()
     shares = {}
     for kind, mask in kinds.items():
