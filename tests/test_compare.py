@@ -76,3 +76,6 @@ def test_the_seed_and_problem_bootstrap_covers_the_problems_and_crosses_them_wit
     low, high = seed_problem_ci(method, {s: wrong for s in questions}, questions)
     assert low == 0.0 and high <= 100.0
     assert seed_problem_ci({1: right}, {1: wrong}, {1: ["a", "b", "c", "d"]}) is None  # one seed: no CI
+    # seeds scored on disjoint problems, each +100 pp: a seed none of whose problems a resample drew says nothing
+    alone = {s: [q] for s, q in zip((1, 2, 3, 4), "abcd")}
+    assert seed_problem_ci({s: [True] for s in alone}, {s: [False] for s in alone}, alone) == (100.0, 100.0)

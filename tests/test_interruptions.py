@@ -24,6 +24,9 @@ def test_a_run_whose_questions_differ_from_its_groups_majority_is_flagged_where_
         "replayed": {"first_step": 7, "steps_differing": 2, "steps_compared": 8, "majority": True}}
     two = {"a": ("k", list("ab")), "b": ("k", list("ba"))}  # no majority: both are flagged
     assert set(order_divergences(two)) == {"a", "b"} and not order_divergences(two)["a"]["majority"]
+    tie = {"a1": ("k", list("ab")), "a2": ("k", list("ab")), "b1": ("k", list("ba")), "b2": ("k", list("ba"))}
+    assert {name: flag["first_step"] for name, flag in order_divergences(tie).items()} == \
+        {"a1": 1, "a2": 1, "b1": 1, "b2": 1}  # two against two: each is compared with the other order
 
 
 def test_resumes_come_from_the_record_or_are_unknown_for_records_from_before_they_were_kept():
@@ -31,6 +34,7 @@ def test_resumes_come_from_the_record_or_are_unknown_for_records_from_before_the
     assert resumes({"resumes": [entry], "config": {"script": {"resume": True}}}) == [entry]
     assert resumes({"resumes": [], "config": {"script": {"resume": False}}}) == []
     assert resumes({"config": {"script": {"resume": True}}}) is None  # resumed, checkpoint not recorded
+    assert resumes({"resumes": [], "config": {"script": {"resume": True}}}) == []  # --resume on a new folder
     assert describe_resume(entry) == "checkpoint-40 (step 40, epoch 1.25) on 2026-12-06T10:00:00+0000"
     assert describe_resume({"from": None, "at": "T"}) == "started over (no complete checkpoint) on T"
 

@@ -514,7 +514,17 @@ def test_groups_moved_by_other_rewards_are_logged_or_recovered_from_the_correctn
 
 
 def test_an_untrained_evaluation_of_a_fixed_set_matches_every_seed_unless_it_samples():
-    from memoryr.evaluation.report import seeded
+    from memoryr.evaluation.evaluate import recorded_settings
+    from memoryr.evaluation.report import problem_key, seeded
+
+    run = recorded_settings({"task": "jsonl:results/study3/test-problems.jsonl", "split": "test", "seed": 4,
+                             "task_size": 2000, "task_config": '{"max_terms": 2}', "shots": 3,
+                             "temperature": 0.0})  # a sweep passes its recipe's generator options to every eval
+    untrained = {**run, "seed": 1, "task_size": 1000, "task_config": None}
+    assert problem_key(run, 1000) == problem_key(untrained, 1000)  # they change nothing for a fixed set
+    assert problem_key(run, 1000) != problem_key({**untrained, "shots": 1}, 1000)
+    generated = {**run, "task": "reasoning-gym:basic_arithmetic"}
+    assert problem_key(generated, 500) != problem_key({**generated, "seed": 1}, 500)
 
     assert not seeded({"task": "jsonl:results/study3/test-problems.jsonl", "temperature": 0.0})
     assert not seeded({"task": "gsm8k", "temperature": 0.0})

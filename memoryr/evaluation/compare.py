@@ -99,10 +99,12 @@ def seed_problem_ci(
     for chunk in np.array_split(np.arange(resamples), max(1, resamples // 1000)):
         counts = np.stack([np.bincount(rng.integers(len(pool), size=len(pool)), minlength=len(pool)) for _ in chunk])
         weight = counts @ scored.T  # resample x seed: how many drawn problems each seed was scored on
-        per_seed = np.divide(counts @ difference.T, weight, out=np.zeros_like(weight, dtype=float), where=weight > 0)
-        drawn = rng.integers(len(seeds), size=(len(chunk), len(seeds)))
-        means.append(np.take_along_axis(per_seed, drawn, axis=1).mean(axis=1))
-    low, high = np.percentile(np.concatenate(means), [50 * (1 - level), 50 * (1 + level)])
+        per_seed = np.divide(counts @ difference.T, weight, out=np.full(weight.shape, np.nan), where=weight > 0)
+        picked = np.take_along_axis(per_seed, rng.integers(len(seeds), size=(len(chunk), len(seeds))), axis=1)
+        known = ~np.isnan(picked)  # a seed none of whose problems were drawn says nothing in that resample
+        means.append(np.nansum(picked, axis=1)[known.any(axis=1)] / known.sum(axis=1)[known.any(axis=1)])
+    means = np.concatenate(means)
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
     return float(low), float(high)
 
 

@@ -20,14 +20,14 @@ ORDER_SETTINGS = {
     "script": ("task", "train_split", "train_limit", "shuffle_problems", "task_size", "task_config", "data_path",
                "question_field", "validation_size", "shots", "exemplars", "prefill", "system_prompt"),
     "training": ("seed", "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
-                 "steps_per_generation", "num_iterations"),
+                 "steps_per_generation", "generation_batch_size", "num_iterations", "shuffle_dataset"),
 }
 
 
 def resumes(record: dict) -> list[dict] | None:
     """A run record's resumes; None when it says it was resumed but not from where (recorded before memoryr
     listed resumes)."""
-    if record.get("resumes"):
+    if "resumes" in record:
         return record["resumes"]
     return None if record.get("config", {}).get("script", {}).get("resume") else []
 
@@ -82,8 +82,7 @@ def order_divergences(orders: dict[str, tuple[str, list[str]]]) -> dict[str, dic
             mine = tuple(orders[name][1][:steps])
             if mine == majority:
                 continue
-            others = [orders[n][1][:steps] for n in names if n != name]
-            reference = majority or others[0]
+            reference = majority or next(tuple(orders[n][1][:steps]) for n in names if orders[n][1][:steps] != list(mine))
             differ = [i + 1 for i, (a, b) in enumerate(zip(mine, reference)) if a != b]
             flags[name] = {"first_step": differ[0], "steps_differing": len(differ), "steps_compared": steps,
                            "majority": majority is not None}

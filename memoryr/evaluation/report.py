@@ -147,8 +147,17 @@ def load_held_out(folder: Path) -> HeldOutEval | None:
         correct=[bool(records[i]["correct"][0]) for i in range(n)] if records else None,
         questions=[records[i]["question"] for i in range(n)] if records else None,
         path=folder,
-        problems=tuple(json.dumps(settings[k]) for k in PROBLEM_SETTINGS if k != "seed" or seeded(settings)) + (n,),
+        problems=problem_key(settings, n),
     )
+
+
+def problem_key(settings: dict, n: int) -> tuple:
+    """The recorded settings that decide an evaluation's problems, prompt and grading, and its n: evaluations with
+    equal keys score the same questions the same way. A generator's options (task_size, task_config) count for
+    generated tasks only, and the seed only where it draws the problems or the completions (`seeded`)."""
+    generated = settings["task"] is None or settings["task"].startswith("reasoning-gym:")
+    ignored = ({"task_size", "task_config"} if not generated else set()) | ({"seed"} if not seeded(settings) else set())
+    return tuple(json.dumps(settings[k]) for k in PROBLEM_SETTINGS if k not in ignored) + (n,)
 
 
 def seeded(settings: dict) -> bool:
