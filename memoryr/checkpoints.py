@@ -189,7 +189,10 @@ def writing(folder: Path, needed: Callable[[], int]) -> Iterator[None]:
         yield
     except Exception as e:
         where = next(p for p in Path(folder).parents if p.exists())
-        need, free = needed(), shutil.disk_usage(where).free
+        try:
+            need, free = needed(), shutil.disk_usage(where).free
+        except Exception:  # the estimate must not hide the error it explains
+            raise e from None
         if not _out_of_space(e, free, need):
             raise
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -376,6 +376,10 @@ def test_two_runs_at_once_finish_with_their_logs_and_report(reference):
         assert "gsm8k validation accuracy" in log  # the child's own output
         assert log.count(WAITING) == 1  # for tiny-random, from the empty cache: it waited once, then used it
     assert (report / "report.md").exists()
+    phases = [json.loads(line) for line in (runs / "logs" / "phases.jsonl").read_text().splitlines()]
+    assert sorted((p["run"] or "", p["phase"]) for p in phases) == [
+        ("", "report"), *((name, phase) for name in (RUN1, RUN2) for phase in ("eval-best", "eval-last", "train"))]
+    assert all(p["seconds"] > 0 for p in phases)
     copied = report / "runs" / RUN1
     for name in ("metrics.jsonl", "evals.json", "run.json", "eval-best/results.json", "eval-last/results.json"):
         assert (copied / name).read_bytes() == (runs / RUN1 / name).read_bytes(), name

@@ -4,7 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from memoryr.tasks.data import DataError
 from memoryr.training.test_set import disjoint_test_set, seen_questions, write_test_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +26,12 @@ def test_study3s_test_problems_are_new_to_every_run_and_remade_byte_for_byte(tmp
     assert (tmp_path / "again.jsonl").read_bytes() == committed.read_bytes()
 
 
-def test_a_test_set_needs_a_generated_task_and_a_positive_size(tmp_path, monkeypatch):
+def test_a_test_set_needs_a_generated_task_and_a_positive_size(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(REPO)
     with pytest.raises(ValueError, match="--test-size must be at least 1, got 0"):
         disjoint_test_set(STUDY3, seed=1000, size=0)
+    fixed = tmp_path / "gsm8k.yaml"  # a sweep over a fixed set: its test split is the set's own
+    fixed.write_text(yaml.safe_dump({"out": str(tmp_path / "runs"), "recipes": ["recipes/gsm8k-r1-cpu.yaml"],
+                                     "seeds": [1]}))
+    with pytest.raises(DataError, match="drawn from a generated task .*not 'gsm8k'"):
+        disjoint_test_set(fixed, seed=1000, size=10)

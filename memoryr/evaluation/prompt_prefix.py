@@ -56,9 +56,10 @@ def common_prefix_length(rows: list[list[int]]) -> int:
 
 
 def prompt_prefix(model: torch.nn.Module, rows: list[list[int]]) -> PromptPrefix | None:
-    """The shared prefix of these token rows with its KV cache, or None when they share no token."""
+    """The shared prefix of these token rows with its KV cache, or None when they share no token or the model has
+    layers that keep only a sliding window of the cache (the prefix would not stay whole)."""
     length = common_prefix_length(rows)
-    if length == 0:
+    if length == 0 or any(kind != "full_attention" for kind in getattr(model.config, "layer_types", None) or ()):
         return None
     ids = rows[0][:length]
     with torch.inference_mode():

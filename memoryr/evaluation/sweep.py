@@ -425,8 +425,9 @@ def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
         raise SweepError(f"{folder / 'final'} has no completion marker (written by an older memoryr, or damaged); "
                          "move the run folder away to train it again")
     if folder.exists():  # stopped before its first complete checkpoint: `--resume` starts it over and records that
-        with RunLock(folder):  # unless a live process still writes it
-            train.extend(["--resume", "true"])
+        with RunLock(folder):  # only a check: a live process that still writes the folder makes this fail
+            pass
+        train.extend(["--resume", "true"])
     return Job(folder, log, ["train", *MODELS], train, True, "training", echoed=echoed)
 
 

@@ -229,6 +229,7 @@ class MemoryrTrainer(GRPOTrainer):
         self.memory = memory
         self.permuted = [self.reward_func_names.index(name) for name in permute_rewards]
         self.step_rewards: torch.Tensor | None = None  # the rewards of the step being scored, for advantage_shares
+        self.loss_from_start = True  # whether _total_loss_scalar sums the losses since step 1 (see _run_epoch)
         self.share_prompt_prefix = share_prompt_prefix
         # one prompt pass per optimizer step needs the backward to stay ours (no DDP/DeepSpeed hooks)
         single = self.accelerator.distributed_type == DistributedType.NO
@@ -257,6 +258,7 @@ class MemoryrTrainer(GRPOTrainer):
         self.train_sampler.set_epoch(epoch)
         if resume_from_checkpoint is not None and epoch == epochs_trained:
             total = marker_record(Path(resume_from_checkpoint)).get("loss_total")
+            self.loss_from_start = total is not None  # checkpoints written before memoryr kept the total lack it
             if total is not None:
                 self._total_loss_scalar = total
         return super()._run_epoch(*args, epoch=epoch, resume_from_checkpoint=resume_from_checkpoint,
@@ -265,7 +267,9 @@ class MemoryrTrainer(GRPOTrainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.step_prompts is not None and self.accelerator.sync_gradients:  # the step's last micro-batch
+            started = time.perf_counter()
             self.step_prompts.backward()
+            self._metrics["train"]["step_time"][-1] += time.perf_counter() - started  # TRL timed the step without it
         return loss
 
     def _get_per_token_logps_and_entropies(
@@ -289,7 +293,7 @@ class MemoryrTrainer(GRPOTrainer):
         return logps, entropies, None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "train_loss" in logs:  # the mean over all steps; transformers divides by the steps of this call alone
+        if "train_loss" in logs and self.loss_from_start:  # the mean over all steps, not this call's alone
             logs["train_loss"] = self._total_loss_scalar / max(self.state.global_step, 0.001)
         super().log(logs, start_time)
         if not self.accelerator.is_main_process or not self.model.training:
@@ -487,7 +491,9 @@ def resume_point(out: Path) -> Path | None:
     checkpoint, skipped = latest_complete_checkpoint(out) if out.is_dir() else (None, [])
     for line in skipped:
         print(f"[memoryr] {out}: {line}")
-    if checkpoint is None:
+    if not out.is_dir():
+        print(f"[memoryr] --resume: {out} does not exist: starting a new run")
+    elif checkpoint is None:
         print(f"[memoryr] --resume: no complete checkpoint-* folder in {out}: starting the run over")
     else:
         print(f"[memoryr] resuming {out} from {checkpoint.name}")
@@ -598,10 +604,11 @@ def _finished_at(checkpoint: Path, max_steps: int) -> bool:
 
 def _log_summary(out: Path, state: TrainerState, loss_total: float | None) -> None:
     """The end-of-training row for a run killed after its last checkpoint and before transformers wrote the row:
-    train_loss over all steps as transformers computes it, and this call's timings (no steps trained)."""
+    train_loss over all steps as MemoryrTrainer.log computes it (None when the checkpoint predates the loss total
+    in its marker), and this call's timings (no steps trained)."""
+    train_loss = loss_total / max(state.global_step, 0.001) if loss_total is not None else None
     row = {"train_runtime": 0.0, "train_samples_per_second": 0.0, "train_steps_per_second": 0.0,
-           "total_flos": state.total_flos, "train_loss": (loss_total or 0.0) / max(state.global_step, 0.001),
-           "epoch": state.epoch, "step": state.global_step}
+           "total_flos": state.total_flos, "train_loss": train_loss, "epoch": state.epoch, "step": state.global_step}
     append_line(out / "metrics.jsonl", json.dumps(row) + "\n", "mid-metrics-append")
 
 
