@@ -99,7 +99,8 @@ def _bench(argv: list[str]) -> None:
                         help="completions per training step (default 256: the paper's 16 prompts x 16)")
     memory.add_argument("--step-seconds", type=float,
                         help="a training step's seconds (e.g. from `bench step`): prints the memory reward's share of it")
-    sub.add_parser("eval", help="Batched evaluation against a batch-1 loop (see `bench eval --help`).", add_help=False)
+    sub.add_parser("eval", help="Evaluation paths timed (pre-fill, decoding, padding) and compared (see --help).",
+                   add_help=False)
     sub.add_parser("step", help="Time GRPO steps of a recipe under CPU setting variants (see --help).", add_help=False)
     sub.add_parser("sweep", help="Runs/hour of a short sweep with --jobs 2 against --jobs 1 (see --help).", add_help=False)
     sub.add_parser("study", help="Where full-length study runs spend their time, per phase and variant (see --help).",

@@ -1,5 +1,7 @@
 """bf16 detection and the fp32 fallback, with the CPU's flags faked both ways; the benchmarks' summaries by hand."""
 
+import json
+
 import numpy as np
 import pytest
 from trl import GRPOConfig
@@ -96,3 +98,18 @@ def test_memory_bench_runs_end_to_end_with_any_encoder():
     text = format_memory_bench(results)
     assert "encode on cpu: 8 texts" in text and "memory reward per step of 8 completions" in text
     assert f"= {100 * results['step']['total_s'] / 2.0:.1f}% of a 2 s step" in text
+
+
+def test_study_bench_splits_a_runs_time_into_its_phases(tmp_path):
+    from memoryr.bench.study import ROWS, phase_split
+
+    run = tmp_path / "study2-r1-seed1"
+    run.mkdir()
+    rows = [{"loss": 0.1, "step": 1, "step_time": 10.0}, {"step": 1, "eval/accuracy": 0.5, "eval/seconds": 40.0},
+            {"loss": 0.1, "step": 2, "step_time": 12.0}, {"step": 2, "train_runtime": 70.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    phases = [{"run": run.name, "phase": "train", "seconds": 100.0}, {"run": run.name, "phase": "eval-best",
+              "seconds": 30.0}, {"run": "other-seed1", "phase": "train", "seconds": 5.0}]
+    split = phase_split(run, phases)
+    # start-up = 100 - 70, steps 22, evaluations 40, the rest of the loop 70 - 22 - 40; eval-last copied
+    assert [split[row] for row in ROWS] == [30.0, 22.0, 40.0, 8.0, 30.0, None]

@@ -58,9 +58,12 @@ def phase_split(run: Path, phases: list[dict]) -> dict[str, float | None]:
     """A run's seconds per ROWS entry (None: the phase did not run, e.g. eval-last copied from eval-best)."""
     spent = {p["phase"]: p["seconds"] for p in phases if p["run"] == run.name}
     rows = read_log(run / "metrics.jsonl")
-    steps = sum(r["step_time"] for r in rows if "step_time" in r)
+    timed = [r for r in rows if "step_time" in r]  # each row's step_time: the mean over the steps since the last row
+    steps = sum(r["step_time"] * (r["step"] - before) for r, before in zip(timed, [0] + [r["step"] for r in timed]))
     evals = sum(r["eval/seconds"] for r in rows if "eval/seconds" in r)
-    runtime = next(r["train_runtime"] for r in rows if "train_runtime" in r)
+    runtime = next((r["train_runtime"] for r in rows if "train_runtime" in r), None)
+    if runtime is None:
+        raise ValueError(f"{run / 'metrics.jsonl'} has no end-of-training row: the run did not finish")
     return dict(zip(ROWS, (spent["train"] - runtime, steps, evals, runtime - steps - evals,
                            spent.get("eval-best"), spent.get("eval-last"))))
 
