@@ -214,7 +214,7 @@ def test_training_dynamics_average_each_runs_first_and_last_windows(runs, tmp_pa
     # 50 steps, edge 0.1 -> windows of 5 steps; on a linear ramp a window's mean is its middle step's value.
     # R1: entropy 1.0 -> 0.02 (first 1 - 0.98 * 2/49 = 0.96, last 1 - 0.98 * 47/49 = 0.06) and flat 0.4
     # -> 0.68 -> 0.23 over the two runs; Memory-R+ (HEALTHY) 1.2 -> 0.9 gives 1.19 -> 0.91.
-    falling = write_run(tmp_path / "r1-a", R1, 1, {"entropy": (1.0, 0.02)})
+    falling = write_run(tmp_path / "r1-a", R1, 1, {"entropy": (1.0, 0.02), "advantage/mixed/share": (0.5, 0.5)})
     flat = write_run(tmp_path / "r1-b", R1, 2, {"entropy": (0.4, 0.4)})
     md = report([falling, flat, runs[1]], tmp_path / "out", CollapseThresholds())
     dynamics = json.loads((tmp_path / "out" / "report.json").read_text())["dynamics"]
@@ -225,6 +225,7 @@ def test_training_dynamics_average_each_runs_first_and_last_windows(runs, tmp_pa
     assert "| runs averaged | 2 | 1 |" in text
     assert "| entropy (nats) | 0.68 -> 0.23 | 1.19 -> 0.91 |" in text
     assert "| failure-memory responses | - | 24 -> 384 |" in text
+    assert "| share of the advantages' magnitude: mixed groups | 0.50 -> 0.50 (n=1) | - |" in text  # one R1 run logged it
     assert "cosine reward" not in text  # no run logged it
 
 

@@ -840,23 +840,25 @@ def _markdown(runs: list[Run], record: dict, plots: list[Path], t: CollapseThres
         lines.append(f"| {run.path} | {run.method} | {run.seed} | {len(run.steps)} | " + " | ".join(cells) + " |")
     lines += _interruption_lines(runs, record["interruptions"])
     dynamics = record["dynamics"]
+    averaged = {m: max((c[m]["n"] for c in dynamics.values() if m in c), default=0) for m in methods}
     lines += [
         "",
         "## Training dynamics",
         "",
         f"First -> last: means over the first and last {t.edge:.0%} of each run's logged steps, averaged over "
         "the method's runs (training samples, not held-out problems). Methods averaged over different numbers of "
-        "runs (a sweep still running) are not compared seed for seed.",
+        "runs (a sweep still running) are not compared seed for seed; (n=K): a metric only K of the method's runs "
+        "logged (added to memoryr after the others ran).",
         "",
         "| metric | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
-        "| runs averaged | " + " | ".join(str(max((c[m]["n"] for c in dynamics.values() if m in c), default=0))
-                                       for m in methods) + " |",
+        "| runs averaged | " + " | ".join(str(averaged[m]) for m in methods) + " |",
     ]
     for key, name in DYNAMICS:
         if key in dynamics:
             cells = [dynamics[key].get(m) for m in methods]
-            row = [f"{_number(c['first'])} -> {_number(c['last'])}" if c else "-" for c in cells]
+            row = [f"{_number(c['first'])} -> {_number(c['last'])}" + (f" (n={c['n']})" if c["n"] < averaged[m] else "")
+                   if c else "-" for c, m in zip(cells, methods)]
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
