@@ -8,6 +8,8 @@ from memoryr.evaluation.interruptions import describe_resume, interruption_table
 from memoryr.evaluation.report import CollapseThresholds, report
 
 STUDY2 = Path(__file__).resolve().parents[1] / "results" / "study2" / "report" / "runs"
+REPLAYED = STUDY2.parents[1] / "replayed"  # the three runs the reruns replaced, as they were
+RERUN = ("study2-r1-seed4", "study2-r1-reweighted-seed5", "study2-r1-reweighted-seed8")
 
 
 def test_a_run_whose_questions_differ_from_its_groups_majority_is_flagged_where_they_start_to_differ():
@@ -41,7 +43,8 @@ def test_resumes_come_from_the_record_or_are_unknown_for_records_from_before_the
 
 def test_study2s_three_runs_resumed_in_their_second_epoch_are_flagged_and_only_they(tmp_path):
     """study2-r1 seed 4 and the reweighted control at seeds 5 and 8 resumed from checkpoint-40 before the fix."""
-    runs = [p for p in sorted(STUDY2.iterdir()) if p.name.endswith(("seed4", "seed5", "seed8"))]
+    others = [p for p in sorted(STUDY2.iterdir()) if p.name.endswith(("seed4", "seed5", "seed8"))]
+    runs = [p for p in others if p.name not in RERUN] + [REPLAYED / name for name in RERUN]
     table = interruption_table(runs)
     flagged = {Path(name).name: row["data_order"]["first_step"] for name, row in table.items() if row["data_order"]}
     assert flagged == {"study2-r1-seed4": 42, "study2-r1-reweighted-seed5": 41, "study2-r1-reweighted-seed8": 41}
@@ -51,16 +54,23 @@ def test_study2s_three_runs_resumed_in_their_second_epoch_are_flagged_and_only_t
                        "study2-r1-reweighted-seed8", "study2-r1-seed4", "study2-r1-seed8"]
     # a run with other data settings (here: another number of shots) is not compared with them
     other = tmp_path / "study2-r1-seed4"
-    shutil.copytree(STUDY2 / "study2-r1-seed4", other)
+    shutil.copytree(REPLAYED / "study2-r1-seed4", other)
     record = json.loads((other / "run.json").read_text())
     record["config"]["script"]["shots"] = 1
     (other / "run.json").write_text(json.dumps(record))
     alone = interruption_table([other, STUDY2 / "study2-r1-seed1"])[str(other)]
     assert alone["data_order"] is None and not alone["order_compared"]
+    # their uninterrupted reruns, in study 2's report now, train on their seeds' order; a session's end
+    # stopped them once, and the resume with the fixed order kept it
+    table = interruption_table(others)
+    assert not any(row["data_order"] for row in table.values())
+    assert {Path(name).name: [r["from"] for r in row["resumes"]] for name, row in table.items()
+            if Path(name).name in RERUN} == {name: ["checkpoint-60"] for name in RERUN}
 
 
 def test_the_report_lists_the_resumed_runs_and_flags_the_replayed_one(tmp_path):
-    runs = [STUDY2 / f"{arm}-seed4" for arm in ("study2-r1", "study2-memoryrplus-reference", "study2-r1-reweighted")]
+    runs = [REPLAYED / "study2-r1-seed4", *(STUDY2 / f"{arm}-seed4" for arm in ("study2-memoryrplus-reference",
+                                                                                "study2-r1-reweighted"))]
     text = report(runs, tmp_path, CollapseThresholds()).read_text()
     section = text.split("## Interruptions")[1].split("## Training dynamics")[0]
     rows = {line.split(" | ")[0].rsplit("/", 1)[1]: line for line in section.splitlines() if line.startswith("| /")}
