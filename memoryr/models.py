@@ -31,6 +31,8 @@ class ModelAlias:
     install: str  # the pip command that provides the weights ("" when built in code)
 
 
+WEIGHTS_REMOVED = "weights-removed.txt"  # in a model folder whose weights a sweep removed (`keep_weights: false`)
+
 ALIASES = {
     a.name: a
     for a in [
@@ -189,6 +191,9 @@ def resolve_model(name: str) -> str:
     if name not in ALIASES:
         if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
             raise ModelError(f"model folder {name!r} does not exist; known aliases: {', '.join(ALIASES)}")
+        if (Path(name).expanduser() / WEIGHTS_REMOVED).is_file():
+            raise ModelError(f"model folder {name!r} has no weights: "
+                             f"{(Path(name).expanduser() / WEIGHTS_REMOVED).read_text().strip()}")
         return name
     target = cache_dir() / name
     if is_prepared(name):

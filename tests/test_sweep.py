@@ -119,6 +119,7 @@ def artefacts(run: Path) -> dict:
     ({"report": 3}, "report must be a non-empty string, got 3"),
     ({"out": None}, "out must be a non-empty string, got None"),
     ({"keep_checkpoints": "yes"}, "keep_checkpoints must be true or false, got 'yes'"),
+    ({"keep_weights": 0}, "keep_weights must be true or false, got 0"),
     ({"untrained": "base/seed*"}, "untrained must be a list of folders or glob patterns.*got 'base/seed\\*'"),
     ({"untrained": [""]}, "untrained must be a list of folders or glob patterns"),
     ({"baseline": "Nope", "recipes": [str(R1), str(MEMORYR_PLUS)]},
@@ -300,6 +301,39 @@ def test_a_trained_runs_checkpoints_are_removed_unless_kept(tmp_path, capsys):
     assert len(list(kept.glob("checkpoint-*"))) == 2
 
 
+def with_weights(run: Path) -> Path:
+    for model in ("best", "final"):
+        (run / model).mkdir(exist_ok=True)
+        (run / model / "model.safetensors").write_bytes(b"weights")
+        (run / model / "config.json").write_text("{}")
+    return run
+
+
+def test_evaluated_runs_lose_their_weights_only_with_keep_weights_false(tmp_path, capsys):
+    run = with_weights(finished_run(tmp_path / "runs" / RUN1, best_step=1))
+    # eval-last not done yet: nothing is removed
+    sweep_module.prune_weights(run)
+    assert (run / "best" / "model.safetensors").exists() and (run / "final" / "model.safetensors").exists()
+    shutil.copytree(run / "eval-best", run / "eval-last")
+    # finished and evaluated by an earlier sweep: keep_weights (default true) leaves them
+    assert _open_run(load_sweep(write_sweep(tmp_path)), R1, 1) is None
+    assert (run / "best" / "model.safetensors").exists()
+    # keep_weights: false removes them when the sweep comes to the run, leaving the rest and a note
+    assert _open_run(load_sweep(write_sweep(tmp_path, keep_weights=False)), R1, 1) is None
+    assert {p.name for p in (run / "best").iterdir()} == {"config.json", models.WEIGHTS_REMOVED}
+    assert {p.name for p in (run / "final").iterdir()} == {MARKER, "config.json", models.WEIGHTS_REMOVED}
+    assert f"{RUN1}: removed the weights of best/ and final/ (evaluated; keep_weights: true keeps them)" \
+        in capsys.readouterr().out
+    assert is_complete(run / "final") and not sweep_module._eval_needed(run, "eval-last")  # still finished, evaluated
+    # evaluating such a folder is one error saying why
+    assert main(["eval", "--model", str(run / "final"), "--task", "gsm8k", "--limit", "1",
+                 "--output", str(tmp_path / "eval")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: model folder {str(run / 'final')!r} has no weights: removed by memoryr sweep "
+                            "(keep_weights: false) after its test evaluation")
+    assert not (tmp_path / "eval").exists()
+
+
 def test_a_symlinked_checkpoint_is_refused_and_what_it_points_to_is_left_alone(tmp_path, capsys):
     path = write_sweep(tmp_path, seeds=[1])
     run = with_checkpoints(finished_run(tmp_path / "runs" / RUN1, best_step=2))
@@ -392,13 +426,17 @@ def test_resumes_restarts_and_reports_what_finished(reference, tmp_path, monkeyp
     monkeypatch.setattr(os, "cpu_count", lambda: 1)  # one thread for the children of this one-job sweep
     runs = tmp_path / "runs"
     shutil.copytree(reference[0] / "runs", runs)
-    path = write_sweep(tmp_path)
+    path = write_sweep(tmp_path, keep_weights=False)
     # an interrupted run (complete checkpoint, no final/) is resumed, a finished one skipped
     shutil.rmtree(runs / RUN1 / "final")
     run_sweep(path)
     out = capsys.readouterr().out
     assert f"[1/2] {RUN1}: resuming from checkpoint-2 (time left for this sweep: unknown)" in out
     assert f"[2/2] {RUN2}: finished, skipped" in out
+    # keep_weights: false: both runs' weights went once evaluated, the resumed one's after its training
+    assert out.index(f"{RUN1}: removed the weights of best/ and final/") > out.index("[memoryr] resuming")
+    assert f"{RUN2}: removed the weights of best/ and final/" in out
+    assert not list(runs.rglob("*/best/*.safetensors")) and not list(runs.rglob("*/final/*.safetensors"))
     assert "memoryr train --config" in out and "[memoryr] resuming" in out  # one job: the child output on the console too
     assert is_complete(runs / RUN1 / "final")
     log = (runs / "logs" / f"{RUN1}.log").read_text()

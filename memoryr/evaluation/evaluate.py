@@ -313,12 +313,12 @@ def resolve_eval_model(name: str) -> str:
         return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
 
     if is_model(path):
-        return str(path)
+        return resolve_model(str(path))
     if is_model(path / "final"):
-        return str(path / "final")
+        return resolve_model(str(path / "final"))
     checkpoints = [p for p in path.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and is_model(p)]
     if checkpoints:
-        return str(max(checkpoints, key=lambda p: int(p.name.split("-")[-1])))
+        return resolve_model(str(max(checkpoints, key=lambda p: int(p.name.split("-")[-1]))))
     if (path / "run.json").exists():
         raise FileNotFoundError(f"run folder {path} has no final/ model and no checkpoint-* folder yet")
     raise FileNotFoundError(f"{path} is neither a model folder (config.json) nor a memoryr run folder (run.json)")

@@ -16,7 +16,8 @@ and SIGHUP stop every child before the sweep exits (on Linux a child also dies w
 by SIGKILL), and one sweep at a time may use an out folder; rerunning the same command resumes.
 Once a run's `final/` is complete its `checkpoint-N/` folders (resume points, 1.6 GB each for a
 135M model with its optimizer state) are removed, unless `keep_checkpoints: true`; `best/` and
-`final/` stay. The report over all runs comes last, with each run's small artefacts (no weights)
+`final/` stay, and with `keep_weights: false` lose their weights (0.5 GB each for a 135M model) once both
+are evaluated, keeping everything else (a 56-run study otherwise needs ~60 GB). The report over all runs comes last, with each run's small artefacts (no weights)
 copied beside it; `--report-only` reports the runs finished so far. `<out>/logs/phases.jsonl` gets a line per
 finished phase (train, eval-best, eval-last, report) with its seconds. The sweep file:
 
@@ -29,6 +30,7 @@ finished phase (train, eval-best, eval-last, report) with its seconds. The sweep
     baseline: R1                   # optional: the method the report compares the others with
     report: results/cpu-study      # optional: where the report goes (default: <out>/report)
     keep_checkpoints: false        # optional: keep finished runs' checkpoint-N/ folders (default false)
+    keep_weights: true             # optional: false removes best/'s and final/'s weights once evaluated (default true)
     untrained: [results/cpu-study/untrained/seed*]  # optional: `memoryr eval` folders (globs) of the untrained
                                    # model, compared with the runs' test evaluations of the same problems
     contrasts:                     # optional: named comparisons [method, baseline] the report adds, paired by seed
@@ -56,11 +58,13 @@ from typing import Callable
 
 from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, crash_point, is_complete,
                                  latest_complete_checkpoint, refuse_link, remove_folder, staging, swap_in)
+from memoryr.models import WEIGHTS_REMOVED
 from memoryr.yaml_file import read_yaml
 
 KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints",
-        "untrained", "contrasts")
+        "keep_weights", "untrained", "contrasts")
 MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
+WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")  # what keep_weights: false removes
 PHASES = "phases.jsonl"  # in <out>/logs/: the seconds of each finished phase
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -95,6 +99,7 @@ class Sweep:
     baseline: str | None = None
     report: Path | None = None
     keep_checkpoints: bool = False
+    keep_weights: bool = True
     untrained: list[str] = field(default_factory=list)  # glob patterns of untrained-model evaluations, for the report
     contrasts: dict[str, list[str]] = field(default_factory=dict)  # name -> [method, baseline], for the report
 
@@ -172,8 +177,9 @@ def load_sweep(path: Path) -> Sweep:
         raise bad("overrides", 'a list of command-line words, e.g. [--max_steps, "60"]')
     if "eval_limit" in raw and (not _is_int(raw["eval_limit"]) or raw["eval_limit"] < 1):
         raise bad("eval_limit", "a positive integer")
-    if "keep_checkpoints" in raw and not isinstance(raw["keep_checkpoints"], bool):
-        raise bad("keep_checkpoints", "true or false")
+    for key in ("keep_checkpoints", "keep_weights"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise bad(key, "true or false")
     untrained = raw.get("untrained", [])
     if not isinstance(untrained, list) or not all(isinstance(u, str) and u for u in untrained):
         raise bad("untrained", "a list of folders or glob patterns, e.g. [results/study/untrained/seed*]")
@@ -192,6 +198,7 @@ def load_sweep(path: Path) -> Sweep:
         baseline=raw.get("baseline"),
         report=Path(raw["report"]) if "report" in raw else None,
         keep_checkpoints=raw.get("keep_checkpoints", False),
+        keep_weights=raw.get("keep_weights", True),
         untrained=untrained,
         contrasts={str(name): pair for name, pair in contrasts.items()},
     )
@@ -404,6 +411,33 @@ def prune_checkpoints(folder: Path) -> None:
               "keep_checkpoints: true keeps them)")
 
 
+def prune_weights(folder: Path) -> None:
+    """Remove the weights of a run's best/ and final/ once both are evaluated, leaving a note in their place.
+
+    Everything else stays (config, tokenizer, memories, completion marker), so the run still counts as finished
+    and evaluated; `memoryr eval` of such a folder says why it cannot.
+    """
+    if any(_eval_needed(folder, phase) for phase in MODELS):
+        return
+    removed = []
+    for model in (folder / m for m in MODELS.values()):
+        refuse_link(model)
+        found = sorted(f for pattern in WEIGHT_FILES for f in model.glob(pattern))
+        for file in found:
+            refuse_link(file)
+        if not found:
+            continue
+        (model / WEIGHTS_REMOVED).write_text(
+            f"removed by memoryr sweep (keep_weights: false) after its test evaluation; results in "
+            f"{folder.name}/eval-{'best' if model.name == 'best' else 'last'}/; retrain the run to get them back\n")
+        for file in found:
+            file.unlink()
+        removed.append(model.name)
+    if removed:
+        print(f"  {folder.name}: removed the weights of {' and '.join(f'{m}/' for m in removed)} "
+              "(evaluated; keep_weights: true keeps them)")
+
+
 def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
     """What a run still needs: None when finished and evaluated; else a Job."""
     folder = run_dir(sweep, recipe, seed)
@@ -413,6 +447,8 @@ def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
         if not sweep.keep_checkpoints:
             prune_checkpoints(folder)
         phases = [p for p in MODELS if _eval_needed(folder, p)]
+        if not phases and not sweep.keep_weights:
+            prune_weights(folder)
         return Job(folder, log, phases, [], False, "finished, evaluating", echoed=echoed) if phases else None
     train = ["train", "--config", str(recipe), *sweep.overrides, "--seed", str(seed), "--output_dir", str(folder)]
     checkpoint, skipped = latest_complete_checkpoint(folder)
@@ -568,6 +604,8 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                 log_phase(sweep, job.folder.name, job.phase, time.monotonic() - job.phase_started)
                 crash_point(f"sweep-after-{job.phase}")
                 if not _start_next(sweep, job):
+                    if not sweep.keep_weights:
+                        prune_weights(job.folder)
                     active.remove(job)
                     elapsed = time.monotonic() - job.started
                     if job.from_scratch:  # a resumed run is shorter and would make the estimate too hopeful
