@@ -17,9 +17,10 @@ by SIGKILL), and one sweep at a time may use an out folder; rerunning the same c
 Once a run's `final/` is complete its `checkpoint-N/` folders (resume points, 1.6 GB each for a
 135M model with its optimizer state) are removed, unless `keep_checkpoints: true`; `best/` and
 `final/` stay, and with `keep_weights: false` lose their weights (0.5 GB each for a 135M model) once both
-are evaluated, keeping everything else (a 56-run study otherwise needs ~60 GB). The report over all runs comes last, with each run's small artefacts (no weights)
-copied beside it; `--report-only` reports the runs finished so far. `<out>/logs/phases.jsonl` gets a line per
-finished phase (train, eval-best, eval-last, report) with its seconds. The sweep file:
+are evaluated, keeping everything else (a 56-run study otherwise needs ~60 GB). The report over all runs
+comes last, with each run's small artefacts (no weights) copied beside it; `--report-only` reports the runs
+finished so far. `<out>/logs/phases.jsonl` gets a line per finished phase (train, eval-best, eval-last,
+report) with its seconds. The sweep file:
 
     out: runs/cpu-study            # one folder per run: <recipe name>-seed<seed>
     recipes: [recipes/arith-r1-cpu.yaml, recipes/arith-memoryrplus-cpu.yaml]
