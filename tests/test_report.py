@@ -232,7 +232,7 @@ def test_training_dynamics_average_each_runs_first_and_last_windows(runs, tmp_pa
 # ---------------------------------------------------------------- held-out test evaluations, paired comparisons
 
 
-def write_held_out(run: Path, model: str, verdicts: str, status: str = "complete", seed: int = 0) -> Path:
+def write_held_out(run: Path, model: str, verdicts: str, status: str = "complete", seed: int = 0, **settings) -> Path:
     """eval-<model>/ as `memoryr eval` writes it; verdicts "1101" marks problems 0, 1 and 3 correct. samples.jsonl is
     written in reverse index order: the report must put problems back in index order."""
     folder = run / f"eval-{model}"
@@ -240,7 +240,7 @@ def write_held_out(run: Path, model: str, verdicts: str, status: str = "complete
     correct = [v == "1" for v in verdicts]
     metrics = {"n": len(correct), "pass@1": sum(correct) / len(correct), "parse_rate": 1.0, "mean_length": 5.0}
     results = {"format_version": 1, "status": status, "task": "gsm8k", "split": "test", "metrics": metrics,
-               "settings": {"seed": seed, "split": "test", "limit": len(correct)}}
+               "settings": {"seed": seed, "split": "test", "limit": len(correct), **settings}}
     (folder / "results.json").write_text(json.dumps(results))
     samples = [{"index": i, "question": f"q{i}", "gold": "7", "completions": ["..."], "num_tokens": [5],
                 "extracted": ["7" if c else "8"], "correct": [c]} for i, c in enumerate(correct)]
@@ -472,6 +472,24 @@ def test_untrained_evals_give_a_test_row_and_flag_held_out_collapse(sweep, tmp_p
                 "--untrained-drop", "15"])
     runs = json.loads((tmp_path / "cli" / "report.json").read_text())["runs"]
     assert not any(r["flags"]["held_out"]["flagged"] for r in runs)  # a 10-point drop is within 15
+
+
+def test_the_untrained_model_gets_a_row_per_prompt_and_each_run_its_own_prompts_flag(tmp_path):
+    # two regimes scored on the same problems: 3 shots (untrained 30%) and 1 shot (untrained 10%)
+    runs = []
+    for shots, verdicts in ((3, "1111000000"), (1, "1000000000")):
+        run = write_run(tmp_path / f"r1-shots{shots}", R1, 1, HEALTHY, method=f"R1 ({shots} shots)")
+        write_held_out(run, "best", verdicts, seed=1, shots=shots)
+        write_held_out(run, "last", verdicts, seed=1, shots=shots)
+        runs.append(run)
+    untrained = [write_held_out(tmp_path / "base", f"shots{shots}", verdicts, seed=1, shots=shots)
+                 for shots, verdicts in ((3, "1110000000"), (1, "1000000000"))]
+    text = report(runs, tmp_path / "out", CollapseThresholds(), untrained=untrained).read_text()
+    assert "| untrained model (shots 3) | gsm8k | test | 30.0, n=1 | 30.0, n=1 |" in text
+    assert "| untrained model (shots 1) | gsm8k | test | 10.0, n=1 | 10.0, n=1 |" in text
+    flags = {Path(r["run"]).name: r["flags"]["held_out"]["change_pp"]
+             for r in json.loads((tmp_path / "out" / "report.json").read_text())["runs"]}
+    assert flags == {"r1-shots3": pytest.approx(10.0), "r1-shots1": pytest.approx(0.0)}  # each against its prompt's
 
 
 def test_held_out_collapse_is_not_measured_without_untrained_evals(sweep, tmp_path):

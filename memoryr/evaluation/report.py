@@ -43,6 +43,7 @@ MODELS = ("best", "last")  # the models a run's held-out test evaluations score 
 UNTRAINED = "untrained model"  # the test table's row for the model before training
 # results.json settings that fix the problems, prompt and grading: evaluations with equal ones score the same questions
 PROBLEM_SETTINGS = tuple(key for key in RESUME_SETTINGS if key != "model_path")
+PROMPT_SETTINGS = ("shots", "exemplars", "system_prompt", "prefill", "max_new_tokens", "grading")  # how it asks
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class HeldOutEval:
     questions: list[str] | None = None  # the problems' questions, by index; None without samples.jsonl
     path: Path | None = None
     problems: tuple = ()  # the PROBLEM_SETTINGS values and n: equal for evaluations of the same questions
+    prompt: tuple = ()  # (key, value) of each PROMPT_SETTINGS entry: how the questions were asked and graded
 
 
 @dataclass
@@ -148,6 +150,7 @@ def load_held_out(folder: Path) -> HeldOutEval | None:
         questions=[records[i]["question"] for i in range(n)] if records else None,
         path=folder,
         problems=problem_key(settings, n),
+        prompt=tuple((k, settings[k]) for k in PROMPT_SETTINGS),
     )
 
 
@@ -437,15 +440,20 @@ def _joined(values: Iterable[str]) -> str:
 
 def held_out_table(runs: list[Run], untrained: list[HeldOutEval] = ()) -> dict[str, dict]:
     """Per method with held-out test evals: task, split, and per model (best, last) n runs, mean/std accuracy in %;
-    first, as "untrained model", the untrained evaluations of problems some run's test evaluation scored."""
+    first, as "untrained model" (one row per prompt), the untrained evaluations of problems some run's test
+    evaluation scored."""
     table: dict[str, dict] = {}
     tested = {e.problems for run in runs for e in run.test.values()}
-    matched = [u for u in untrained if u.problems in tested]
-    if matched:
+    by_prompt: dict[tuple, list[HeldOutEval]] = {}
+    for u in untrained:
+        if u.problems in tested:
+            by_prompt.setdefault(u.prompt, []).append(u)
+    for prompt, matched in by_prompt.items():
         mean, std = _mean_std([100 * u.accuracy for u in matched])
         cell = {"n": len(matched), "mean": mean, "std": std}
-        table[UNTRAINED] = {"task": _joined(u.task for u in matched), "split": _joined(u.split for u in matched),
-                            "best": cell, "last": cell}
+        table[_untrained_label(prompt, list(by_prompt))] = {
+            "task": _joined(u.task for u in matched), "split": _joined(u.split for u in matched),
+            "best": cell, "last": cell}
     for method in ordered_methods(runs):
         evals = [run.test for run in runs if run.method == method and run.test]
         if not evals:
@@ -461,6 +469,12 @@ def held_out_table(runs: list[Run], untrained: list[HeldOutEval] = ()) -> dict[s
                 cell[model] = {"n": len(values), "mean": mean, "std": std}
         table[method] = cell
     return table
+
+
+def _untrained_label(prompt: tuple, prompts: list[tuple]) -> str:
+    """The untrained model's row name; with several prompts (e.g. a study's two regimes), the settings that differ."""
+    differing = [(key, value) for key, value in prompt if len({dict(p).get(key) for p in prompts}) > 1]
+    return UNTRAINED + (f" ({', '.join(f'{key} {value}' for key, value in differing)})" if differing else "")
 
 
 def _runs_by_seed(runs: list[Run], method: str) -> dict[int, Run]:
@@ -711,8 +725,9 @@ def _test_lines(runs: list[Run], held_out: dict) -> list[str]:
         "",
         "Held-out `memoryr eval` of each run's best model (eval-best/) and final model (eval-last/): pass@1 in %, "
         "mean ± sample std over runs (seeds); n = runs. " + _selection_note(runs)
-        + (f" The {UNTRAINED} row: the model before training on the same problems, one evaluation per seed."
-           if UNTRAINED in held_out else ""),
+        + (f" The {UNTRAINED} rows: the model before training on the same problems, one evaluation per seed "
+           "(or one for all seeds where the problems and greedy completions do not depend on the seed), per prompt."
+           if any(row.startswith(UNTRAINED) for row in held_out) else ""),
         "",
         "| method | task | split | best | last |",
         "|---|---|---|---|---|",
