@@ -191,9 +191,9 @@ def resolve_model(name: str) -> str:
     if name not in ALIASES:
         if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
             raise ModelError(f"model folder {name!r} does not exist; known aliases: {', '.join(ALIASES)}")
-        if (Path(name).expanduser() / WEIGHTS_REMOVED).is_file():
-            raise ModelError(f"model folder {name!r} has no weights: "
-                             f"{(Path(name).expanduser() / WEIGHTS_REMOVED).read_text().strip()}")
+        removed = Path(name).expanduser() / WEIGHTS_REMOVED
+        if removed.is_file():
+            raise ModelError(f"model folder {name!r} has no weights: {removed.read_text().strip()}")
         return name
     target = cache_dir() / name
     if is_prepared(name):

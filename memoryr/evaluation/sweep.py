@@ -421,7 +421,8 @@ def prune_weights(folder: Path) -> None:
     if any(_eval_needed(folder, phase) for phase in MODELS):
         return
     removed = []
-    for model in (folder / m for m in MODELS.values()):
+    for phase, name in MODELS.items():
+        model = folder / name
         refuse_link(model)
         found = sorted(f for pattern in WEIGHT_FILES for f in model.glob(pattern))
         for file in found:
@@ -430,10 +431,10 @@ def prune_weights(folder: Path) -> None:
             continue
         (model / WEIGHTS_REMOVED).write_text(
             f"removed by memoryr sweep (keep_weights: false) after its test evaluation; results in "
-            f"{folder.name}/eval-{'best' if model.name == 'best' else 'last'}/; retrain the run to get them back\n")
+            f"{folder.name}/{phase}/; retrain the run to get them back\n")
         for file in found:
             file.unlink()
-        removed.append(model.name)
+        removed.append(name)
     if removed:
         print(f"  {folder.name}: removed the weights of {' and '.join(f'{m}/' for m in removed)} "
               "(evaluated; keep_weights: true keeps them)")
@@ -448,7 +449,7 @@ def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
         if not sweep.keep_checkpoints:
             prune_checkpoints(folder)
         phases = [p for p in MODELS if _eval_needed(folder, p)]
-        if not phases and not sweep.keep_weights:
+        if not sweep.keep_weights:
             prune_weights(folder)
         return Job(folder, log, phases, [], False, "finished, evaluating", echoed=echoed) if phases else None
     train = ["train", "--config", str(recipe), *sweep.overrides, "--seed", str(seed), "--output_dir", str(folder)]
