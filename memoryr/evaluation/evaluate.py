@@ -476,6 +476,8 @@ def eval_cli(argv: list[str]) -> None:
     problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
                              size=args.task_size, task_config=parse_task_config(args.task_config),
                              validation_size=args.validation_size)
+    # loaded before results.json says "running": a model that fails to load leaves the output folder as it was
+    model, tokenizer = load_for_eval(settings["model_path"], settings["backend"], args.seed)
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "format_version": RESULTS_FORMAT_VERSION,
@@ -489,8 +491,6 @@ def eval_cli(argv: list[str]) -> None:
     }
     results_path.write_text(json.dumps(record, indent=2))
     done_before = set(read_samples(samples_path, repair=True))  # here, so evaluate's own read warns no second time
-
-    model, tokenizer = load_for_eval(settings["model_path"], settings["backend"], args.seed)
     began = time.perf_counter()
     metrics = evaluate(
         model,
