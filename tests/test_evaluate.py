@@ -197,7 +197,6 @@ def test_eval_cli_writes_results_and_resumes_only_with_the_same_settings(tmp_pat
         eval_cli(_with(argv, "--max-new-tokens", "5"))
 
 
-
 def test_a_model_that_fails_to_load_leaves_no_running_evaluation_behind(tmp_path, tiny_model_path):
     no_weights = tmp_path / "model"  # tiny-random's config and tokenizer, its weights missing
     no_weights.mkdir()
@@ -208,6 +207,7 @@ def test_a_model_that_fails_to_load_leaves_no_running_evaluation_behind(tmp_path
     with pytest.raises(FileNotFoundError, match=f"cannot load model '{no_weights}'"):
         eval_cli(["--model", str(no_weights), "--task", _jsonl_task(tmp_path), "--output", str(out)])
     assert not out.exists()  # no results.json saying "running" for an evaluation that never started
+
 
 BAD_EVAL_INPUTS = [  # (flag, value, the error line's text): README's "Bad input" table
     ("--limit", "-1", "--limit must be >= 1 (or absent: every problem), got -1"),
