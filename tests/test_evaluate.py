@@ -219,6 +219,8 @@ BAD_EVAL_INPUTS = [  # (flag, value, the error line's text): README's "Bad input
     ("--temperature", "nan", "--temperature must be >= 0 and finite, got nan"),
     ("--task-size", "0", "--task-size must be >= 1, got 0"),
     ("--validation-size", "-1", "--validation-size must be >= 0, got -1"),
+    ("--seed", "-1", "--seed must be between 0 and 2**32 - 1 (what numpy and torch accept), got -1"),
+    ("--seed", str(2**32), f"--seed must be between 0 and 2**32 - 1 (what numpy and torch accept), got {2**32}"),
     ("--shots", "4", "--shots must be between 0 and 3 for exemplar set 'word', got 4"),
     ("--num-samples", "4", "--num-samples 4 needs --temperature > 0: greedy decoding would give 4 equal samples"),
 ]

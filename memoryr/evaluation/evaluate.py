@@ -428,6 +428,7 @@ def _check_ranges(args: argparse.Namespace) -> None:
         value = getattr(args, flag[2:].replace("-", "_"))
         need(value >= 1, flag, ">= 1", value)
     need(args.validation_size >= 0, "--validation-size", ">= 0", args.validation_size)
+    need(0 <= args.seed < 2**32, "--seed", "between 0 and 2**32 - 1 (what numpy and torch accept)", args.seed)
     need(args.temperature >= 0 and math.isfinite(args.temperature), "--temperature", ">= 0 and finite", args.temperature)
     if args.num_samples > 1 and args.temperature == 0:
         raise ValueError(f"--num-samples {args.num_samples} needs --temperature > 0: greedy decoding would give "
