@@ -81,6 +81,17 @@ def test_a_prompt_longer_than_the_models_context_is_refused_before_training(caps
     assert "1 of 2 training prompts are longer than the 2000 tokens the model's context leaves" in line
     assert "max_position_embeddings 2048 - max_completion_length 48" in line and "max_prompt_length" in line
     assert not out.exists()
+    # the same question among the in-training evaluation's problems (which are never cut): refused as well
+    short = tmp_path / "short.jsonl"
+    short.write_text("".join(json.dumps(row) + "\n" for row in rows[1:]))
+    code, _, err = run(capsys, "train", "--config", RECIPE, *TINY, "--task", f"jsonl:{short}", "--eval_task",
+                       f"jsonl:{problems}", "--eval_split", "test", "--validation_size", "0", "--max_completion_length", "48",
+                       "--output_dir", str(out))
+    assert code == 2
+    line = one_error_line(err)
+    assert "1 of 3 test prompts are longer than the 2000 tokens the model's context leaves" in line
+    assert "the in-training evaluation does not cut its prompts" in line
+    assert not out.exists()
 
 
 def test_unknown_command_and_missing_memory(capsys, tmp_path):

@@ -209,6 +209,17 @@ def test_a_model_that_fails_to_load_leaves_no_running_evaluation_behind(tmp_path
     assert not out.exists()  # no results.json saying "running" for an evaluation that never started
 
 
+def test_a_prompt_longer_than_the_models_context_is_refused_before_anything_is_written(tmp_path, tiny_model_path):
+    path = tmp_path / "long.jsonl"  # tiny-random's context is 2048 tokens; the first question alone is ~3000
+    rows = [("What is " + "1 + " * 1500 + "1?", "1501"), ("What is 2 + 2?", "4")]
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
+    out = tmp_path / "eval"
+    with pytest.raises(DataError, match="1 of 2 evaluation prompts are longer than the 1792 tokens the model's context "
+                                        r"leaves \(max_position_embeddings 2048 - --max-new-tokens 256\)"):
+        eval_cli(["--model", "tiny-random", "--task", f"jsonl:{path}", "--output", str(out)])
+    assert not out.exists()
+
+
 BAD_EVAL_INPUTS = [  # (flag, value, the error line's text): README's "Bad input" table
     ("--limit", "-1", "--limit must be >= 1 (or absent: every problem), got -1"),
     ("--limit", "0", "--limit must be >= 1 (or absent: every problem), got 0"),

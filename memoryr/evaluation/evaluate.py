@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memoryr.jsonl_log import read_log
+from memoryr.models import context_length
 from memoryr.run_record import library_versions
 from memoryr.tasks.data import DataError, Problem, load_problems, parse_task_config
 from memoryr.tasks.grading import GRADING_MODES, grade, normalise
-from memoryr.tasks.prompts import EXEMPLARS, SYSTEM_PROMPTS, build_prompt
+from memoryr.tasks.prompts import EXEMPLARS, SYSTEM_PROMPTS, build_prompt, check_prompt_lengths
 
 if TYPE_CHECKING:
     from memoryr.evaluation.prompt_prefix import PromptPrefix
@@ -479,6 +480,10 @@ def eval_cli(argv: list[str]) -> None:
                              validation_size=args.validation_size)
     # loaded before results.json says "running": a model that fails to load leaves the output folder as it was
     model, tokenizer = load_for_eval(settings["model_path"], settings["backend"], args.seed)
+    prompts = [build_prompt(tokenizer, p.question, args.shots, args.exemplars, prefill, args.system_prompt) for p in problems]
+    check_prompt_lengths(prompts, tokenizer, context_length(settings["model_path"]), args.max_new_tokens,
+                         what="evaluation prompts", budget="--max-new-tokens",
+                         fix="lower --max-new-tokens to leave them room, or remove those problems")
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "format_version": RESULTS_FORMAT_VERSION,

@@ -12,6 +12,8 @@ System prompts (`SYSTEM_PROMPTS`, chosen by name): `xml`, memoryr's XML format i
 
 from __future__ import annotations
 
+from memoryr.tasks.data import DataError
+
 SYSTEM_PROMPT = """Respond in the following format:
 <reasoning>
 ...
@@ -92,3 +94,20 @@ def build_prompt(
     messages = build_messages(question, shots, exemplars, system_prompt)
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return text + prefill
+
+
+def check_prompt_lengths(
+    prompts: list[str], tokenizer, context: int | None, completion_tokens: int, *, what: str, budget: str, fix: str
+) -> None:
+    """Refuse prompts that leave their completions no room in the model's context, before any generation (a
+    250k-token question otherwise stalls the first batch for hours). The error names `what` prompts, how many and
+    the longest, the `budget` setting that holds `completion_tokens`, and `fix` (formatted with `room`)."""
+    if context is None:
+        return
+    room = context - completion_tokens
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    too_long = [n for n in lengths if n > room]
+    if too_long:
+        raise DataError(f"{len(too_long)} of {len(prompts)} {what} are longer than the {room} tokens the model's "
+                        f"context leaves (max_position_embeddings {context} - {budget} {completion_tokens}); the "
+                        f"longest has {max(too_long)} tokens: {fix.format(room=room)}")

@@ -35,8 +35,8 @@ from memoryr.jsonl_log import read_log
 from memoryr.memory.encoder import encoder_device
 from memoryr.models import context_length, load_tokenizer, resolve_model
 from memoryr.run_record import record_resume, resume_entry, write_run_record
-from memoryr.tasks.data import DataError, Problem, load_problems, parse_task_config
-from memoryr.tasks.prompts import build_prompt
+from memoryr.tasks.data import Problem, load_problems, parse_task_config
+from memoryr.tasks.prompts import build_prompt, check_prompt_lengths
 from memoryr.tasks.rewards import MEMORY_REWARDS, TIE_TOLERANCE, RewardFn, correctness, outcome_reward
 from memoryr.training.advantage_shares import advantage_shares
 from memoryr.training.config import ScriptArguments, resolved_config
@@ -85,21 +85,6 @@ def build_dataset(args: ScriptArguments, tokenizer, seed: int) -> Dataset:
         for prompt, p in zip(prompts, problems)
     ]
     return Dataset.from_list(rows)
-
-
-def check_prompt_lengths(prompts: list[str], tokenizer, context: int | None, max_completion_length: int) -> None:
-    """Refuse training prompts that leave their completions no room in the model's context, before any step
-    (a 250k-token question otherwise stalls the first step for hours); the error says how many and the longest."""
-    if context is None:
-        return
-    room = context - max_completion_length
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    too_long = [n for n in lengths if n > room]
-    if too_long:
-        raise DataError(f"{len(too_long)} of {len(prompts)} training prompts are longer than the {room} tokens the "
-                        f"model's context leaves (max_position_embeddings {context} - max_completion_length "
-                        f"{max_completion_length}); the longest has {max(too_long)} tokens: set max_prompt_length to "
-                        f"at most {room} to cut them to their last tokens, or remove those problems")
 
 
 def keep_last_tokens(tokenizer, text: str, max_tokens: int) -> str:
@@ -168,9 +153,14 @@ class HeldOutEval(TrainerCallback):
     this split; `memoryr sweep` then measures best/ and final/ on `test_split`.
     """
 
-    def __init__(self, args: ScriptArguments, training_args: GRPOConfig, tokenizer, out: Path):
+    def __init__(self, args: ScriptArguments, training_args: GRPOConfig, tokenizer, context: int | None, out: Path):
         task = args.eval_task or args.task
         self.problems = load_split(args, task, args.eval_split, args.eval_limit, training_args.seed)
+        prompts = [build_prompt(tokenizer, p.question, args.shots, args.exemplars, args.prefill, args.system_prompt)
+                   for p in self.problems]
+        check_prompt_lengths(prompts, tokenizer, context, training_args.max_completion_length,
+                             what=f"{args.eval_split} prompts", budget="max_completion_length",
+                             fix="remove those problems (the in-training evaluation does not cut its prompts)")
         self.task, self.args, self.tokenizer, self.out = task, args, tokenizer, out
         self.max_new_tokens = training_args.max_completion_length
         self.every = training_args.eval_steps
@@ -536,10 +526,15 @@ def train(
         model_path = resolve_model(model_args.model_name_or_path)
         tokenizer = load_tokenizer(model_args.model_name_or_path)
         dataset = build_dataset(script_args, tokenizer, training_args.seed)
-        check_prompt_lengths(list(dataset["prompt"]), tokenizer, context_length(model_path),
-                             training_args.max_completion_length)
+        context = context_length(model_path)
+        check_prompt_lengths(list(dataset["prompt"]), tokenizer, context, training_args.max_completion_length,
+                             what="training prompts", budget="max_completion_length",
+                             fix="set max_prompt_length to at most {room} to cut them to their last tokens, or remove "
+                                 "those problems")
         reward_funcs, memory = build_rewards(script_args, training_args)
-        callbacks = [HeldOutEval(script_args, training_args, tokenizer, out)] if script_args.eval_limit > 0 else None
+        callbacks = None
+        if script_args.eval_limit > 0:
+            callbacks = [HeldOutEval(script_args, training_args, tokenizer, context, out)]
         if checkpoint is not None:
             step = checkpoint_step(checkpoint)
             if memory is not None:
