@@ -197,6 +197,35 @@ def test_eval_cli_writes_results_and_resumes_only_with_the_same_settings(tmp_pat
         eval_cli(_with(argv, "--max-new-tokens", "5"))
 
 
+def test_an_interrupted_evaluation_says_so_and_resumes(tmp_path, tiny_model_path, monkeypatch):
+    from memoryr.evaluation import evaluate as module
+
+    real_record = module._record
+    calls = []
+
+    def ctrl_c_in_the_second_batch(*args):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_record(*args)
+
+    out = tmp_path / "eval"
+    argv = ["--model", "tiny-random", "--task", _jsonl_task(tmp_path), "--output", str(out), "--batch-size", "2",
+            "--max-new-tokens", "4"]
+    monkeypatch.setattr(module, "_record", ctrl_c_in_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        eval_cli(argv)
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "interrupted" and "interrupted" in results and "metrics" not in results
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 2  # the first batch was kept
+
+    monkeypatch.setattr(module, "_record", real_record)
+    eval_cli(argv)
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "complete" and results["metrics"]["n"] == 4
+    assert results["timing"]["problems_generated"] == 2
+
+
 def test_a_model_that_fails_to_load_leaves_no_running_evaluation_behind(tmp_path, tiny_model_path):
     no_weights = tmp_path / "model"  # tiny-random's config and tokenizer, its weights missing
     no_weights.mkdir()

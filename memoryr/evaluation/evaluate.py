@@ -498,23 +498,28 @@ def eval_cli(argv: list[str]) -> None:
     results_path.write_text(json.dumps(record, indent=2))
     done_before = set(read_samples(samples_path, repair=True))  # here, so evaluate's own read warns no second time
     began = time.perf_counter()
-    metrics = evaluate(
-        model,
-        tokenizer,
-        problems,
-        shots=args.shots,
-        exemplars=args.exemplars,
-        prefill=prefill,
-        system_prompt=args.system_prompt,
-        grading=args.grading,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        num_samples=args.num_samples,
-        temperature=args.temperature,
-        seed=args.seed,
-        sample_path=samples_path,
-        share_prefix=settings["share_prefix"],
-    )
+    try:
+        metrics = evaluate(
+            model,
+            tokenizer,
+            problems,
+            shots=args.shots,
+            exemplars=args.exemplars,
+            prefill=prefill,
+            system_prompt=args.system_prompt,
+            grading=args.grading,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            num_samples=args.num_samples,
+            temperature=args.temperature,
+            seed=args.seed,
+            sample_path=samples_path,
+            share_prefix=settings["share_prefix"],
+        )
+    except BaseException:  # Ctrl-C or an error: say so, not "running" (rerunning the command resumes it)
+        record.update(status="interrupted", interrupted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        results_path.write_text(json.dumps(record, indent=2))
+        raise
     seconds = time.perf_counter() - began
     new = [r for i, r in read_samples(samples_path).items() if i not in done_before and i < len(problems)]
     tokens = sum(sum(r["num_tokens"]) for r in new)
