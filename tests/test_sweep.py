@@ -6,6 +6,7 @@ sweep through every kill point and signal and must end with the reference's arte
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,11 +20,12 @@ import yaml
 from filelock import FileLock
 
 from memoryr import models
-from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete
+from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete, mark_complete
 from memoryr.cli import main
 from memoryr.evaluation import sweep as sweep_module
 from memoryr.evaluation.sweep import (Job, SweepError, _failure_line, _open_run, _progress, _start_next, _time_left,
-                                      _write_report, child_env, load_sweep, report_finished, run_sweep)
+                                      _write_report, child_env, load_sweep, past_durations, report_finished,
+                                      run_sweep)
 
 REPO = Path(__file__).resolve().parents[1]
 R1 = REPO / "recipes" / "gsm8k-r1-cpu.yaml"
@@ -231,6 +233,28 @@ def test_time_left_shares_the_remaining_work_between_the_jobs(tmp_path):
     assert _time_left([3600.0, 7200.0], 2, [], 1) == "3.0 h"
 
 
+def test_a_sweep_resumed_in_pieces_estimates_from_the_runs_earlier_calls_finished(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, seeds=[1, 2, 3]))
+    assert past_durations(sweep) == []  # no phases.jsonl yet
+    runs, seed3 = tmp_path / "runs", "gsm8k-r1-cpu-seed3"
+    rows = [(RUN1, "train", 900.0), (RUN1, "eval-best", 200.0), (RUN1, "eval-last", 100.0),
+            (RUN2, "train", 50.0), (RUN2, "train", 800.0), (RUN2, "eval-best", 300.0),  # redone from scratch
+            (seed3, "train", 400.0), (None, "report", 30.0)]
+    (runs / "logs").mkdir(parents=True)
+    (runs / "logs" / "phases.jsonl").write_text(
+        "".join(json.dumps({"run": r, "phase": p, "seconds": s, "at": "2026-12-06T10:00:00"}) + "\n" for r, p, s in rows))
+    for run, resumed in ((RUN1, []), (RUN2, []), (seed3, [{"from": "checkpoint-40"}])):
+        (runs / run / "final").mkdir(parents=True)
+        mark_complete(runs / run / "final", 80)
+        (runs / run / "run.json").write_text(json.dumps({"resumes": resumed}))
+    # seed 3's training was resumed, so its phases.jsonl time is the rest of it: left out
+    assert past_durations(sweep) == [1200.0, 1100.0]
+    (runs / RUN2 / "final" / MARKER).unlink()  # not finished: its phases so far are not a run's cost
+    assert past_durations(sweep) == [1200.0]
+    (runs / "logs" / "phases.jsonl").write_text("not json\n{}\n")  # damaged: the estimate waits, the sweep goes on
+    assert past_durations(sweep) == []
+
+
 def test_report_only_before_any_run_finished_is_a_clear_error(tmp_path):
     with pytest.raises(SweepError, match="no finished run"):
         report_finished(write_sweep(tmp_path))
@@ -431,7 +455,8 @@ def test_resumes_restarts_and_reports_what_finished(reference, tmp_path, monkeyp
     shutil.rmtree(runs / RUN1 / "final")
     run_sweep(path)
     out = capsys.readouterr().out
-    assert f"[1/2] {RUN1}: resuming from checkpoint-2 (time left for this sweep: unknown)" in out
+    # the estimate comes from the run the reference sweep finished (its phases.jsonl), not "unknown"
+    assert re.search(rf"\[1/2\] {RUN1}: resuming from checkpoint-2 \(time left for this sweep: \d+ (s|min)\)", out)
     assert f"[2/2] {RUN2}: finished, skipped" in out
     # keep_weights: false: both runs' weights went once evaluated, the resumed one's after its training
     assert out.index(f"{RUN1}: removed the weights of best/ and final/") > out.index("[memoryr] resuming")

@@ -59,6 +59,8 @@ from typing import Callable
 
 from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, crash_point, is_complete,
                                  latest_complete_checkpoint, refuse_link, remove_folder, staging, swap_in)
+from memoryr.evaluation.interruptions import resumes
+from memoryr.jsonl_log import read_log
 from memoryr.models import WEIGHTS_REMOVED
 from memoryr.yaml_file import read_yaml
 
@@ -549,6 +551,30 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+def past_durations(sweep: Sweep) -> list[float]:
+    """What each finished run of this sweep cost, its phases summed (`phases.jsonl`), if its training was never
+    resumed: a sweep run in pieces estimates the time left from its first minute, not from its first finished run."""
+    try:
+        rows = read_log(sweep.out / "logs" / PHASES, fields=("run", "phase", "seconds"))
+    except (OSError, ValueError):  # none yet, or damaged: the estimate waits for this call's runs
+        return []
+    latest = {(row["run"], row["phase"]): row["seconds"] for row in rows}  # a run redone from scratch: its last
+    durations = []
+    for recipe, seed in grid(sweep):
+        folder = run_dir(sweep, recipe, seed)
+        phases = [seconds for (run, _), seconds in latest.items() if run == folder.name]
+        if phases and is_complete(folder / "final") and _never_resumed(folder):
+            durations.append(sum(phases))
+    return durations
+
+
+def _never_resumed(folder: Path) -> bool:
+    try:
+        return resumes(json.loads((folder / "run.json").read_text(encoding="utf-8"))) == []
+    except (OSError, ValueError):
+        return False
+
+
 def _time_left(durations: list[float], waiting: int, active: list[Job], jobs: int) -> str:
     """The mean time of the runs trained from scratch so far, times the work left, shared by the parallel jobs."""
     if not durations:
@@ -566,7 +592,7 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
     waiting = [(i, recipe, seed) for i, (recipe, seed) in enumerate(runs, 1)]
     active: list[Job] = []
     failures: list[str] = []
-    durations: list[float] = []  # training + evaluation of the runs started from scratch in this call
+    durations = past_durations(sweep)  # training + evaluation of each run trained from scratch, in any call
     next_status = time.monotonic() + STATUS_EVERY_S
     print(f"{len(runs)} runs, {sweep.jobs} at a time with {threads_per_run(sweep.jobs)} thread(s) each; "
           f"logs in {sweep.out / 'logs'}/")
