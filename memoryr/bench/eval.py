@@ -1,7 +1,8 @@
 """`memoryr bench eval`: where a greedy evaluation's time goes, per generation path, on the same problems and model.
 
 Each variant evaluates the same problems through `evaluate`: `shared` (the tokens all prompts start with are
-run once, `prompt_prefix`), `plain` (every row pre-fills its whole prompt, the path before the shared prefix) and
+run once, `prompt_prefix`, and finished rows leave the batch, `greedy_decode`), `shared-generate` (the same prefix,
+decoded by `generate`), `plain` (every row pre-fills its whole prompt, the path before the shared prefix) and
 `batch-1` (one problem per `generate` call). Forward hooks on the model split the time into pre-fill (calls with
 more than one new token) and decoding (one token per row), and count the tokens each processes: pre-filled
 tokens, decoded row-tokens (rows keep decoding until the batch's last one ends) against the tokens the
@@ -22,8 +23,8 @@ from pathlib import Path
 from memoryr.evaluation.evaluate import evaluate, load_for_eval, read_samples, resolve_eval_model
 from memoryr.tasks.data import load_problems, parse_task_config
 
-VARIANTS = {"shared": {"share_prefix": True}, "plain": {"share_prefix": False},
-            "batch-1": {"share_prefix": False, "batch_size": 1}}
+VARIANTS = {"shared": {"share_prefix": True}, "shared-generate": {"share_prefix": True, "rows_leave": False},
+            "plain": {"share_prefix": False}, "batch-1": {"share_prefix": False, "batch_size": 1}}
 STUDY2_TASK = ('{"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+", "-"], '
                '"allow_parentheses": false, "allow_negation": false}')
 

@@ -143,12 +143,14 @@ def _is_vllm(model) -> bool:
 
 
 def _hf_generate(model, tokenizer, prompts, num_samples, temperature, max_new_tokens,
-                 prefix: PromptPrefix | None = None) -> list[list[tuple[str, int]]]:
-    """(text, token count) of num_samples completions per prompt from one left-padded `generate` call; with `prefix`,
-    the prompts' shared start comes from its cache and only their remainders are pre-filled."""
+                 prefix: PromptPrefix | None = None, rows_leave: bool = True) -> list[list[tuple[str, int]]]:
+    """(text, token count) of num_samples completions per prompt from one left-padded batch; with `prefix`, the
+    prompts' shared start comes from its cache and only their remainders are pre-filled, and greedy decoding (with
+    `rows_leave`) drops finished rows from the batch (`greedy_decode`); otherwise `generate` decodes it."""
     import torch
     from transformers import GenerationConfig
 
+    from memoryr.evaluation.greedy_decode import greedy_decode
     from memoryr.evaluation.prompt_prefix import prefixed_batch
 
     if tokenizer.pad_token_id is None:
@@ -176,9 +178,13 @@ def _hf_generate(model, tokenizer, prompts, num_samples, temperature, max_new_to
         config.num_return_sequences, config.cache_implementation = 1, None
         rows, width = batch["input_ids"].shape
         batch["cache"] = prefix.cache(model, rows, width + max_new_tokens)
-    with torch.inference_mode():
-        output = model.generate(**batch, generation_config=config)
-    new_tokens = output[:, batch["input_ids"].shape[1] :].cpu()
+    if prefix is not None and temperature == 0 and rows_leave:
+        new_tokens = greedy_decode(model, batch["input_ids"], batch["attention_mask"], batch["cache"],
+                                   max_new_tokens, eos_ids, tokenizer.pad_token_id).cpu()
+    else:
+        with torch.inference_mode():
+            output = model.generate(**batch, generation_config=config)
+        new_tokens = output[:, batch["input_ids"].shape[1] :].cpu()
     is_eos = torch.isin(new_tokens, torch.tensor(eos_ids))
     # A completion ends at (and includes) its first EOS; what follows is padding.
     lengths = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, new_tokens.shape[1]).tolist()
@@ -221,6 +227,7 @@ def evaluate(
     bar_position: int = 0,
     sample_path: Path | None = None,
     share_prefix: bool = True,
+    rows_leave: bool = True,
 ) -> dict:
     """Generate for every problem (greedy when k=1 and temperature=0, else k samples) and grade them.
 
@@ -229,7 +236,8 @@ def evaluate(
     go in together, longest prompts first. Returns `sample_metrics` of these problems; with
     `sample_path`, problems already recorded there are skipped and new ones appended. Sampling is
     seeded per batch (seed + index of its first problem). With `share_prefix` (transformers models), the
-    tokens all prompts start with are run once (`prompt_prefix`), not once per row. The progress bar goes on
+    tokens all prompts start with are run once (`prompt_prefix`), not once per row, and greedy decoding drops finished
+    rows from the batch (`rows_leave`, `greedy_decode`). The progress bar goes on
     console line `bar_position`: 1 puts it below a training bar, and clears it when done.
     """
     import torch
@@ -272,7 +280,8 @@ def evaluate(
                         model, tokenizer, texts, num_samples, temperature, max_new_tokens, seed + chunk[0]
                     )
                 else:
-                    outputs = _hf_generate(model, tokenizer, texts, num_samples, temperature, max_new_tokens, prefix)
+                    outputs = _hf_generate(model, tokenizer, texts, num_samples, temperature, max_new_tokens, prefix,
+                                           rows_leave)
                 new = [_record(i, problems[i], samples, prefill, grading) for i, samples in zip(chunk, outputs)]
                 records.update((r["index"], r) for r in new)
                 if sample_path is not None:
