@@ -524,7 +524,7 @@ def test_a_failed_run_lets_the_running_ones_finish_and_starts_no_new_one(tmp_pat
     assert not (runs / RUN2).exists() and not (runs / "broken-seed2").exists()
 
 
-def test_test_evaluations_use_the_runs_test_task_and_prefix_setting(tmp_path):
+def test_test_evaluations_use_the_runs_test_task_prefix_setting_and_batch_size(tmp_path):
     from memoryr.evaluation.sweep import _eval_args
 
     sweep = load_sweep(write_sweep(tmp_path))
@@ -537,8 +537,10 @@ def test_test_evaluations_use_the_runs_test_task_and_prefix_setting(tmp_path):
     args = _eval_args(sweep, run, "eval-best")
     assert args[args.index("--task") + 1] == "reasoning-gym:basic_arithmetic"
     assert args[args.index("--share-prefix") + 1] == "true"  # recorded before the setting existed: the default
-    script.update(test_task="jsonl:results/study3/test-problems.jsonl", eval_share_prefix=False)
+    assert args[args.index("--batch-size") + 1] == "32"  # likewise: `memoryr eval`'s default
+    script.update(test_task="jsonl:results/study3/test-problems.jsonl", eval_share_prefix=False, eval_batch_size=64)
     (run / "run.json").write_text(json.dumps(record))
     args = _eval_args(sweep, run, "eval-last")
     assert args[args.index("--task") + 1] == "jsonl:results/study3/test-problems.jsonl"
     assert args[args.index("--share-prefix") + 1] == "false" and args[args.index("--model") + 1] == str(run / "final")
+    assert args[args.index("--batch-size") + 1] == "64"

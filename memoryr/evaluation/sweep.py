@@ -340,7 +340,7 @@ def _eval_needed(folder: Path, phase: str) -> bool:
 
 
 def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
-    """`memoryr eval` of a run's model on its test split, with the run's own prompt settings."""
+    """`memoryr eval` of a run's model on its test split, with the run's own prompt and evaluation settings."""
     record = json.loads((folder / "run.json").read_text())
     script, training = record["config"]["script"], record["config"]["training"]
     # the run's own seed, task size and generator options give the same problems as its split in training
@@ -351,7 +351,8 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
             "--grading", script["grading"], "--system-prompt", script.get("system_prompt", "xml"),
             "--seed", str(record["seed"]), "--task-size", str(script["task_size"]),
             "--max-new-tokens", str(training["max_completion_length"]), "--output", str(folder / phase),
-            "--share-prefix", str(script.get("eval_share_prefix", True)).lower()]
+            "--share-prefix", str(script.get("eval_share_prefix", True)).lower(),
+            "--batch-size", str(script.get("eval_batch_size", 32))]  # 32: `memoryr eval`'s default
     if "validation_size" in script:
         args += ["--validation-size", str(script["validation_size"])]
     if script["task_config"]:

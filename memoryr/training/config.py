@@ -69,7 +69,7 @@ class ScriptArguments:
     validation_size: int = field(default=200, metadata={"help": "Fixed sets (gsm8k, numina-tir, jsonl): problems carved from the end of the training split as the validation split (and removed from training)."})
     eval_limit: int = field(default=100, metadata={"help": "Held-out problems evaluated during training."})
     eval_at_start: bool = field(default=False, metadata={"help": "Also evaluate the untrained model before the first step (step 0 in evals.json: the 'before' figure; it may be chosen as best/)."})
-    eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size of the in-training evaluation and of `memoryr sweep`'s test evaluations: larger is faster and takes more memory."})
     eval_share_prefix: bool = field(default=True, metadata={"help": "Run the start every evaluation prompt shares (system prompt and shots) through the model once per evaluation, not once per row: the same completions, up to float rounding, in a third of the time with 3 shots. Also used by `memoryr sweep`'s test evaluations."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir (memories included)."})
     share_prompt_prefix: bool = field(default=False, metadata={"help": "Pre-fill and run each distinct prompt once in generation and in the training forward/backward (same numbers, less work; needs gradient_checkpointing false)."})
