@@ -91,17 +91,19 @@ def tiny(tiny_model_path):
 
 
 class GenerateCounter:
-    """Wraps model.generate to count the prompts it is asked to complete."""
+    """Wraps the evaluation's generation (`generate` or the greedy loop) to count the prompts it is asked to complete."""
 
-    def __init__(self, model, monkeypatch):
+    def __init__(self, monkeypatch):
+        import memoryr.evaluation.evaluate as evaluation
+
         self.prompts = 0
-        original = model.generate
+        original = evaluation._hf_generate
 
-        def counting(*args, **kwargs):
-            self.prompts += kwargs["input_ids"].shape[0]
-            return original(*args, **kwargs)
+        def counting(model, tokenizer, prompts, *args, **kwargs):
+            self.prompts += len(prompts)
+            return original(model, tokenizer, prompts, *args, **kwargs)
 
-        monkeypatch.setattr(model, "generate", counting)
+        monkeypatch.setattr(evaluation, "_hf_generate", counting)
 
 
 def test_greedy_eval_writes_samples_and_leaves_no_side_effects(tiny, tmp_path):
@@ -137,7 +139,7 @@ def test_interrupted_eval_resumes_with_only_the_missing_problems(tiny, tmp_path,
     evaluate(model, tokenizer, PROBLEMS[:2], **kwargs)  # "interrupted" after two problems ...
     with open(path, "a") as f:
         f.write('{"index": 2, "question": "What is')  # ... in the middle of writing the third
-    counter = GenerateCounter(model, monkeypatch)
+    counter = GenerateCounter(monkeypatch)
     m = evaluate(model, tokenizer, PROBLEMS, **kwargs)
     assert counter.prompts == 3 and m["n"] == 5
     assert sorted(read_samples(path)) == [0, 1, 2, 3, 4]

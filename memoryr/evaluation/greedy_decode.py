@@ -26,7 +26,7 @@ def greedy_decode(model: torch.nn.Module, input_ids: torch.Tensor, attention_mas
 
     `cache` may already hold the first columns of `input_ids` (a shared prompt prefix): only the rest is pre-filled.
     """
-    rows, width = input_ids.shape
+    rows = input_ids.shape[0]
     past = cache.get_seq_length()
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     out = model(input_ids=input_ids[:, past:], attention_mask=attention_mask, position_ids=positions[:, past:],
