@@ -373,18 +373,63 @@ def test_a_symlinked_checkpoint_is_refused_and_what_it_points_to_is_left_alone(t
         ["checkpoint-1", "checkpoint-2", "checkpoint-3"]  # refused before any was removed
 
 
+RUN_RECORD = {"seed": 1, "config": {
+    "script": {"eval_task": None, "task": "gsm8k", "shots": 1, "exemplars": "gsm8k", "prefill": "", "grading": "strict",
+               "task_size": 0, "task_config": None, "data_dir": None},
+    "training": {"max_completion_length": 16}}}
+
+
 def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
     sweep = load_sweep(write_sweep(tmp_path))
     run = finished_run(tmp_path / "run", best_step=1)
-    (run / "run.json").write_text(json.dumps({"seed": 1, "config": {
-        "script": {"eval_task": None, "task": "gsm8k", "shots": 1, "exemplars": "gsm8k", "prefill": "", "grading": "strict",
-                   "task_size": 0, "task_config": None, "data_dir": None},
-        "training": {"max_completion_length": 16}}}))
+    (run / "run.json").write_text(json.dumps(RUN_RECORD))
     started = []
     monkeypatch.setattr("memoryr.evaluation.sweep.spawn", lambda args, log, env: started.append(args) or "child")
     job = Job(run, tmp_path / "run.log", ["eval-last"], [], False, "finished, evaluating")
     assert _start_next(sweep, job) and job.process == "child"
     assert started[0][:3] == ["eval", "--model", str(run / "final")] and not (run / "eval-last").exists()
+
+
+class FakeEval:
+    """An evaluation child that is still running when first polled and complete when polled again."""
+
+    def __init__(self, args: list[str], events: list[tuple[str, str]]):
+        self.output, self.polls, self.events = Path(args[args.index("--output") + 1]), 0, events
+        events.append(("start", self.output.name))
+
+    def poll(self) -> int | None:
+        self.polls += 1
+        if self.polls == 2:
+            self.output.mkdir()
+            (self.output / "results.json").write_text(json.dumps({"status": "complete"}))
+            self.events.append(("end", self.output.name))
+        return None if self.polls < 2 else 0
+
+
+@pytest.mark.parametrize("best_step, expected", [
+    (1, [("start", "eval-best"), ("start", "eval-last"), ("end", "eval-best"), ("end", "eval-last")]),
+    (2, [("start", "eval-best"), ("end", "eval-best")]),  # the same weights: eval-last/ is eval-best/'s copy
+])
+def test_a_free_core_evaluates_final_beside_best_and_the_last_to_finish_closes_the_run(
+        tmp_path, monkeypatch, capsys, best_step, expected):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    sweep = load_sweep(write_sweep(tmp_path, seeds=[1], jobs=2))
+    run = finished_run(sweep.out / RUN1, best_step)
+    shutil.rmtree(run / "eval-best")
+    (run / "best").mkdir()
+    (run / "run.json").write_text(json.dumps(RUN_RECORD))
+    events = []
+    monkeypatch.setattr(sweep_module, "spawn", lambda args, log, env: FakeEval(args, events))
+    monkeypatch.setattr(sweep_module, "POLL_S", 0.0)
+    with sweep_module._StopSignals() as stop:
+        sweep_module._run_grid(sweep, stop)
+    assert events == expected
+    out = capsys.readouterr().out
+    assert out.count(f"{RUN1}: done in") == 1 and out.rstrip().endswith(f"{RUN1}: done in 0 s")
+    assert (f"{RUN1}: evaluating final/ beside best/ (a core is free)" in out) == (best_step == 1)
+    phases = [json.loads(line)["phase"] for line in (sweep.out / "logs" / "phases.jsonl").read_text().splitlines()]
+    assert phases == [event for kind, event in expected if kind == "end"]
+    assert json.loads((run / "eval-last" / "results.json").read_text())["status"] == "complete"
 
 
 # ---------------------------------------------------------------- real tiny sweeps
@@ -537,7 +582,7 @@ def test_test_evaluations_use_the_runs_test_task_prefix_setting_and_batch_size(t
     args = _eval_args(sweep, run, "eval-best")
     assert args[args.index("--task") + 1] == "reasoning-gym:basic_arithmetic"
     assert args[args.index("--share-prefix") + 1] == "true"  # recorded before the setting existed: the default
-    assert args[args.index("--batch-size") + 1] == "32"  # likewise: `memoryr eval`'s default
+    assert "--batch-size" not in args  # likewise: `memoryr eval`'s default
     script.update(test_task="jsonl:results/study3/test-problems.jsonl", eval_share_prefix=False, eval_batch_size=64)
     (run / "run.json").write_text(json.dumps(record))
     args = _eval_args(sweep, run, "eval-last")

@@ -3,9 +3,10 @@
 Runs start seed by seed (every recipe at the first seed, then the second seed, ...), so a sweep
 stopped half way still compares every method. A run is a chain of child processes: `memoryr train`,
 then `memoryr eval` of its best and last models on the run's test split (`eval-best/`,
-`eval-last/`). With `--jobs N` (or `jobs: N`) N runs go at once, the cores split between them: each
-child gets cores // N OpenMP/MKL/OpenBLAS threads, and more jobs than cores is refused (runs that
-share cores slow each other down many times over). Each run's child output is appended to
+`eval-last/`; once no run waits for a core, as at a sweep's end, the two go side by side). With
+`--jobs N` (or `jobs: N`) N runs go at once, the cores split between them: each child gets
+cores // N OpenMP/MKL/OpenBLAS threads, and more jobs than cores is refused (runs that share cores
+slow each other down many times over). Each run's child output is appended to
 `<out>/logs/<run>.log`; the console gets a line per event and, with several jobs, a progress line
 per running run every 30 s (with one job, the child output itself).
 
@@ -351,8 +352,9 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
             "--grading", script["grading"], "--system-prompt", script.get("system_prompt", "xml"),
             "--seed", str(record["seed"]), "--task-size", str(script["task_size"]),
             "--max-new-tokens", str(training["max_completion_length"]), "--output", str(folder / phase),
-            "--share-prefix", str(script.get("eval_share_prefix", True)).lower(),
-            "--batch-size", str(script.get("eval_batch_size", 32))]  # 32: `memoryr eval`'s default
+            "--share-prefix", str(script.get("eval_share_prefix", True)).lower()]
+    if "eval_batch_size" in script:  # recorded before the setting sized test evaluations: `memoryr eval`'s default
+        args += ["--batch-size", str(script["eval_batch_size"])]
     if "validation_size" in script:
         args += ["--validation-size", str(script["validation_size"])]
     if script["task_config"]:
@@ -362,14 +364,19 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
     return args
 
 
-def _best_is_final(folder: Path) -> bool:
-    """best/ was chosen at the last step, so it holds final/'s weights, and its test evaluation is complete."""
+def _same_weights(folder: Path) -> bool:
+    """best/ was chosen at the last step, so it holds final/'s weights."""
     try:
         best = json.loads((folder / "evals.json").read_text())["best"]["step"]
         final = json.loads((folder / "final" / MARKER).read_text())["step"]
     except (FileNotFoundError, ValueError, KeyError):
         return False
-    return best == final and not _eval_needed(folder, "eval-best")
+    return best == final
+
+
+def _best_is_final(folder: Path) -> bool:
+    """best/ holds final/'s weights and its test evaluation is complete (eval-last/ can be its copy)."""
+    return _same_weights(folder) and not _eval_needed(folder, "eval-best")
 
 
 def _copy_best_eval(folder: Path) -> None:
@@ -384,7 +391,8 @@ def _copy_best_eval(folder: Path) -> None:
 
 @dataclass
 class Job:
-    """A run on its way through its phases (train, eval-best, eval-last), one child process at a time."""
+    """A run on its way through its phases (train, eval-best, eval-last), one child process at a time (a run
+    evaluating best/ and final/ at once is two jobs)."""
     folder: Path
     log: Path
     phases: list[str]  # still to start
@@ -493,6 +501,20 @@ def _start_next(sweep: Sweep, job: Job) -> bool:
     return False
 
 
+def _eval_beside(sweep: Sweep, active: list[Job]) -> Job | None:
+    """A run's final/ evaluation, started beside its best/ evaluation to use a core no run is waiting for (the
+    sweep's last runs); None when no running evaluation has one to give. With the same weights, eval-last/ stays
+    the copy of eval-best/ made once that is done."""
+    for job in active:
+        if job.phase == "eval-best" and "eval-last" in job.phases and not _same_weights(job.folder):
+            job.phases.remove("eval-last")
+            beside = Job(job.folder, job.log, ["eval-last"], [], job.from_scratch, "evaluating final/ beside best/",
+                         started=job.started)
+            if _start_next(sweep, beside):
+                return beside
+    return None
+
+
 def _echo(job: Job) -> None:
     """Copy what the job's children wrote to its log since last time to the console (one job at a time)."""
     with open(job.log, "rb") as f:
@@ -581,7 +603,8 @@ def _time_left(durations: list[float], waiting: int, active: list[Job], jobs: in
     if not durations:
         return "unknown"
     mean, now = sum(durations) / len(durations), time.monotonic()
-    return _duration((mean * waiting + sum(max(mean - (now - j.started), 0.0) for j in active)) / jobs)
+    started = {j.folder: j.started for j in active}  # a run evaluating best/ and final/ at once counts once
+    return _duration((mean * waiting + sum(max(mean - (now - s), 0.0) for s in started.values())) / jobs)
 
 
 # ---------------------------------------------------------------- the sweep
@@ -614,6 +637,9 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                 unfinished = sum(not is_complete(run_dir(sweep, r, s) / "final") for _, r, s in waiting)
                 print(f"[{index}/{len(runs)}] {name}: {job.note} "
                       f"(time left for this sweep: {_time_left(durations, unfinished, active, sweep.jobs)})")
+            while not waiting and not failures and len(active) < sweep.jobs and (beside := _eval_beside(sweep, active)):
+                active.append(beside)
+                print(f"{beside.folder.name}: {beside.note} (a core is free)")
             time.sleep(POLL_S)
             stop.check()
             for job in list(active):
@@ -633,9 +659,11 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                 log_phase(sweep, job.folder.name, job.phase, time.monotonic() - job.phase_started)
                 crash_point(f"sweep-after-{job.phase}")
                 if not _start_next(sweep, job):
+                    active.remove(job)
+                    if any(other.folder == job.folder for other in active):
+                        continue  # its other evaluation still runs: the last one to finish closes the run
                     if not sweep.keep_weights:
                         prune_weights(job.folder)
-                    active.remove(job)
                     elapsed = time.monotonic() - job.started
                     if job.from_scratch:  # a resumed run is shorter and would make the estimate too hopeful
                         durations.append(elapsed)
