@@ -393,17 +393,30 @@ def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
 class FakeEval:
     """An evaluation child that is still running when first polled and complete when polled again."""
 
-    def __init__(self, args: list[str], events: list[tuple[str, str]]):
+    def __init__(self, args: list[str], events: list[tuple[str, str]], fails: str = ""):
         self.output, self.polls, self.events = Path(args[args.index("--output") + 1]), 0, events
+        self.code = int(self.output.name == fails)
         events.append(("start", self.output.name))
 
     def poll(self) -> int | None:
         self.polls += 1
-        if self.polls == 2:
+        if self.polls == 2 and not self.code:
             self.output.mkdir()
             (self.output / "results.json").write_text(json.dumps({"status": "complete"}))
             self.events.append(("end", self.output.name))
-        return None if self.polls < 2 else 0
+        return None if self.polls < 2 else self.code
+
+
+def awaiting_evaluations(tmp_path: Path, monkeypatch, best_step: int) -> tuple:
+    """A 2-job sweep of one trained run (best/ chosen at `best_step`, final/ at 2) whose evaluations are to do."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sweep_module, "POLL_S", 0.0)
+    sweep = load_sweep(write_sweep(tmp_path, seeds=[1], jobs=2))
+    run = finished_run(sweep.out / RUN1, best_step)
+    shutil.rmtree(run / "eval-best")
+    (run / "best").mkdir()
+    (run / "run.json").write_text(json.dumps(RUN_RECORD))
+    return sweep, run
 
 
 @pytest.mark.parametrize("best_step, expected", [
@@ -412,15 +425,9 @@ class FakeEval:
 ])
 def test_a_free_core_evaluates_final_beside_best_and_the_last_to_finish_closes_the_run(
         tmp_path, monkeypatch, capsys, best_step, expected):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    sweep = load_sweep(write_sweep(tmp_path, seeds=[1], jobs=2))
-    run = finished_run(sweep.out / RUN1, best_step)
-    shutil.rmtree(run / "eval-best")
-    (run / "best").mkdir()
-    (run / "run.json").write_text(json.dumps(RUN_RECORD))
+    sweep, run = awaiting_evaluations(tmp_path, monkeypatch, best_step)
     events = []
     monkeypatch.setattr(sweep_module, "spawn", lambda args, log, env: FakeEval(args, events))
-    monkeypatch.setattr(sweep_module, "POLL_S", 0.0)
     with sweep_module._StopSignals() as stop:
         sweep_module._run_grid(sweep, stop)
     assert events == expected
@@ -430,6 +437,18 @@ def test_a_free_core_evaluates_final_beside_best_and_the_last_to_finish_closes_t
     phases = [json.loads(line)["phase"] for line in (sweep.out / "logs" / "phases.jsonl").read_text().splitlines()]
     assert phases == [event for kind, event in expected if kind == "end"]
     assert json.loads((run / "eval-last" / "results.json").read_text())["status"] == "complete"
+
+
+def test_a_run_whose_best_evaluation_failed_beside_its_final_one_is_not_done(tmp_path, monkeypatch, capsys):
+    sweep, run = awaiting_evaluations(tmp_path, monkeypatch, best_step=1)
+    (sweep.out / "logs").mkdir()
+    (sweep.out / "logs" / f"{RUN1}.log").write_text("error: no space left on device\n")
+    events = []
+    monkeypatch.setattr(sweep_module, "spawn", lambda args, log, env: FakeEval(args, events, fails="eval-best"))
+    with sweep_module._StopSignals() as stop, pytest.raises(SweepError, match=f"{RUN1} \\(eval-best failed .*no space"):
+        sweep_module._run_grid(sweep, stop)
+    assert events == [("start", "eval-best"), ("start", "eval-last"), ("end", "eval-last")]
+    assert "done in" not in capsys.readouterr().out and not (run / "eval-best").exists()
 
 
 # ---------------------------------------------------------------- real tiny sweeps

@@ -660,8 +660,9 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                 crash_point(f"sweep-after-{job.phase}")
                 if not _start_next(sweep, job):
                     active.remove(job)
-                    if any(other.folder == job.folder for other in active):
-                        continue  # its other evaluation still runs: the last one to finish closes the run
+                    if any(other.folder == job.folder for other in active) or any(
+                            _eval_needed(job.folder, phase) for phase in MODELS):
+                        continue  # its other evaluation still runs (or failed): the last one to finish closes the run
                     if not sweep.keep_weights:
                         prune_weights(job.folder)
                     elapsed = time.monotonic() - job.started
