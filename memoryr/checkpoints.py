@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
+PREFIX_CHECKPOINT_DIR = "checkpoint"  # transformers.trainer_utils' name, not imported: that import takes ~5 s,
+# and `memoryr report` (the last step of every sweep) needs no transformers; tests/test_checkpoints.py checks it
 MARKER = "memoryr-complete.json"
 CRASH_ENV = "MEMORYR_CRASH_AT"
 CRASH_EXIT_CODE = 86

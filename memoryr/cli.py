@@ -211,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         print(f"error: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    from memoryr.errors import EXPECTED_ERRORS
-
     try:
         COMMANDS[argv[0]][0](argv[1:])
-    except EXPECTED_ERRORS as e:
+    except Exception as e:
+        from memoryr.errors import EXPECTED_ERRORS  # here, not above: it imports trl, ~5 s that `report` does not need
+
+        if not isinstance(e, EXPECTED_ERRORS):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,10 +1,13 @@
 """Reports on synthetic run folders: collapse flags, the best (last) accuracy table by hand, plots, errors."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from memoryr import checkpoints as checkpoints_module
 from memoryr.cli import main
 from memoryr.evaluation.compare import bootstrap_ci
 from memoryr.evaluation.report import (
@@ -550,3 +553,23 @@ def test_an_untrained_evaluation_of_a_fixed_set_matches_every_seed_unless_it_sam
     assert seeded({"task": "reasoning-gym:basic_arithmetic", "temperature": 0.0})  # the seed draws the problems
     assert seeded({"task": "gsm8k", "temperature": 1.0})  # the seed draws the samples
     assert seeded({"task": None, "temperature": None})  # not recorded: keep the seed
+
+
+def test_the_report_loads_no_torch_or_transformers(sweep, tmp_path):
+    """`memoryr report` ends every sweep: importing trl, transformers and torch took ~5 s of its ~10 s."""
+    script = ("import sys; from memoryr.cli import main; code = main(sys.argv[1:]); "
+              "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules)); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script, "report", *map(str, sweep), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "report.md").exists()
+    failed = subprocess.run([sys.executable, "-c", script, "report", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)  # an expected error still gets its one line, not a traceback
+    assert failed.returncode == 2 and failed.stderr.startswith("error: ") and "Traceback" not in failed.stderr
+
+
+def test_the_checkpoint_folder_prefix_is_transformers_own():
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    assert checkpoints_module.PREFIX_CHECKPOINT_DIR == PREFIX_CHECKPOINT_DIR
