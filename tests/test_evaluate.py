@@ -199,6 +199,46 @@ def test_eval_cli_writes_results_and_resumes_only_with_the_same_settings(tmp_pat
         eval_cli(_with(argv, "--max-new-tokens", "5"))
 
 
+def test_shards_run_the_whole_evaluations_batches_and_the_last_to_finish_merges_them(tmp_path, monkeypatch):
+    from memoryr.evaluation import evaluate as module
+
+    path = tmp_path / "problems.jsonl"  # 9 problems of different prompt lengths, 2 a batch: 5 batches
+    rows = [(f"What is {a} plus {b}?" + " Think." * (a % 4), str(a + b)) for a, b in zip(range(9), range(10, 19))]
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
+    argv = ["--model", "tiny-random", "--task", f"jsonl:{path}", "--batch-size", "2", "--max-new-tokens", "6"]
+    batches = []
+    real_generate = module._hf_generate
+
+    def recording(model, tokenizer, prompts, *args, **kwargs):
+        batches.append(tuple(prompts))
+        return real_generate(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(module, "_hf_generate", recording)
+    eval_cli([*argv, "--output", str(tmp_path / "whole")])
+    whole, whole_batches = read_samples(tmp_path / "whole" / "samples.jsonl"), batches[:]
+    out = tmp_path / "sharded"
+    for shard, batches_run in (("3/3", 1), ("1/3", 2), ("2/3", 2)):  # batches 3; 1 and 4; 2 and 5
+        batches.clear()
+        assert not (out / "results.json").exists()  # until the last shard finishes
+        eval_cli([*argv, "--output", str(out), "--shard", shard])
+        assert batches == whole_batches[int(shard[0]) - 1 :: 3] and len(batches) == batches_run
+    results, first = json.loads((out / "results.json").read_text()), json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert results["status"] == "complete" and results["metrics"] == first["metrics"]
+    assert results["timing"]["problems_generated"] == 9 and results["from_shards"] == [
+        "shard-1-of-3", "shard-2-of-3", "shard-3-of-3"]
+    assert read_samples(out / "samples.jsonl") == whole
+    assert sorted(i for k in (1, 2, 3) for i in read_samples(out / f"shard-{k}-of-3" / "samples.jsonl")) == list(range(9))
+
+    # a whole evaluation takes in what a shard recorded and generates only the rest
+    partial = tmp_path / "partial"
+    eval_cli([*argv, "--output", str(partial), "--shard", "1/3"])
+    batches.clear()
+    eval_cli([*argv, "--output", str(partial)])
+    assert batches == [b for i, b in enumerate(whole_batches) if i % 3 != 0]
+    assert read_samples(partial / "samples.jsonl") == whole
+    assert json.loads((partial / "results.json").read_text())["metrics"] == first["metrics"]
+
+
 def test_an_interrupted_evaluation_says_so_and_resumes(tmp_path, tiny_model_path, monkeypatch):
     from memoryr.evaluation import evaluate as module
 
@@ -265,6 +305,9 @@ BAD_EVAL_INPUTS = [  # (flag, value, the error line's text): README's "Bad input
     ("--seed", str(2**32), f"--seed must be between 0 and 2**32 - 1 (what numpy and torch accept), got {2**32}"),
     ("--shots", "4", "--shots must be between 0 and 3 for exemplar set 'word', got 4"),
     ("--num-samples", "4", "--num-samples 4 needs --temperature > 0: greedy decoding would give 4 equal samples"),
+    ("--shard", "3/2", "--shard must be K/N with 1 <= K <= N, e.g. 1/2, got '3/2'"),
+    ("--shard", "0/2", "--shard must be K/N with 1 <= K <= N, e.g. 1/2, got '0/2'"),
+    ("--shard", "half", "--shard must be K/N with 1 <= K <= N, e.g. 1/2, got 'half'"),
 ]
 
 

@@ -4,7 +4,9 @@ Prompts are rendered exactly as in training (`build_prompt`) and each completion
 `prefill + completion`. Generation is batched and left-padded with transformers (or vLLM on a GPU
 when it is installed). With a samples file, every finished problem is appended as one JSON line,
 so an interrupted evaluation picks up where it stopped and the metrics are always recomputed from
-the file. A sample record holds: index, question, gold, completions (the generated text, pre-fill
+the file. `--shard K/N` runs every N-th batch from the K-th into a folder of its own, so N processes can share
+one evaluation; the batches are those of the whole evaluation, so the completions are too, and the last shard
+to finish merges them. A sample record holds: index, question, gold, completions (the generated text, pre-fill
 not included), num_tokens (up to and including EOS), extracted and correct (one per completion).
 
 `memoryr eval --preset NAME` sets a published protocol at once (`PRESETS`; flags given beside it
@@ -19,10 +21,13 @@ docs/paper-settings.md says where each comes from and what still differs.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib.util
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
     from memoryr.evaluation.prompt_prefix import PromptPrefix
 
 BACKENDS = ("auto", "transformers", "vllm")
+BATCH_SIZE = 32  # `memoryr eval --batch-size`'s default
 SAMPLE_FIELDS = {"index", "question", "gold", "completions", "num_tokens", "extracted", "correct"}
 RESULTS_FORMAT_VERSION = 1
 # results.json settings that decide what is generated and how it is graded: a resumed evaluation
@@ -228,12 +234,14 @@ def evaluate(
     sample_path: Path | None = None,
     share_prefix: bool = True,
     rows_leave: bool = True,
+    shard: tuple[int, int] = (1, 1),
 ) -> dict:
     """Generate for every problem (greedy when k=1 and temperature=0, else k samples) and grade them.
 
     `model` is a transformers causal LM (its train/eval mode and the global RNG are restored after)
     or a `vllm.LLM`. `batch_size` counts sequences per `generate` call, so batch_size // k problems
-    go in together, longest prompts first. Returns `sample_metrics` of these problems; with
+    go in together, longest prompts first; shard (K, N) runs only batches K, K + N, ... of them, the batches an
+    evaluation of every problem would run. Returns `sample_metrics` of the shard's problems; with
     `sample_path`, problems already recorded there are skipped and new ones appended. Sampling is
     seeded per batch (seed + index of its first problem). With `share_prefix` (transformers models), the
     tokens all prompts start with are run once (`prompt_prefix`), not once per row, and greedy decoding drops finished
@@ -255,24 +263,26 @@ def evaluate(
     if sample_path is not None:
         records = read_samples(Path(sample_path), repair=True)
         _check_recorded(records, problems, Path(sample_path))
-    pending = [i for i in range(len(problems)) if i not in records]
-    prompts = {i: build_prompt(tokenizer, problems[i].question, shots, exemplars, prefill, system_prompt) for i in pending}
-    pending.sort(key=lambda i: -len(prompts[i]))  # similar lengths share a batch (less padding); longest first
+    prompts = [build_prompt(tokenizer, p.question, shots, exemplars, prefill, system_prompt) for p in problems]
+    order = sorted(range(len(problems)), key=lambda i: -len(prompts[i]))  # similar lengths share a batch; longest first
     per_call = max(1, batch_size // num_samples)
+    # the batches of the whole evaluation, whatever is recorded: a resumed or sharded one runs the same ones
+    batches = [order[start : start + per_call] for start in range(0, len(order), per_call)][shard[0] - 1 :: shard[1]]
+    mine = sorted(i for batch in batches for i in batch)
+    batches = [chunk for batch in batches if (chunk := [i for i in batch if i not in records])]
     vllm = _is_vllm(model)
     was_training = False if vllm else model.training
     cuda = [] if vllm or next(model.parameters()).device.type != "cuda" else [next(model.parameters()).device.index]
-    bar = tqdm(total=len(problems), initial=len(problems) - len(pending), desc="eval", unit="problem",
+    bar = tqdm(total=len(mine), initial=len(mine) - sum(map(len, batches)), desc="eval", unit="problem",
                disable=not progress, position=bar_position, leave=bar_position == 0)
     try:
         if not vllm:
             model.eval()
         prefix = None
-        if share_prefix and not vllm and len(pending) > 1:
-            prefix = prompt_prefix(model, tokenizer([prompts[i] for i in pending], add_special_tokens=False)["input_ids"])
+        if share_prefix and not vllm and len(problems) > 1 and batches:  # from every prompt, as batches are
+            prefix = prompt_prefix(model, tokenizer(prompts, add_special_tokens=False)["input_ids"])
         with torch.random.fork_rng(devices=cuda):
-            for start in range(0, len(pending), per_call):
-                chunk = pending[start : start + per_call]
+            for chunk in batches:
                 texts = [prompts[i] for i in chunk]
                 torch.manual_seed(seed + chunk[0])
                 if vllm:
@@ -292,7 +302,7 @@ def evaluate(
         bar.close()
         if not vllm:
             model.train(was_training)
-    return sample_metrics([records[i] for i in range(len(problems))])
+    return sample_metrics([records[i] for i in mine])
 
 
 def _record(index: int, problem: Problem, samples: list[tuple[str, int]], prefill: str, grading: str) -> dict:
@@ -387,7 +397,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     parser.add_argument("--data-dir", default=None, help="folder with gsm8k/, math500/, aime24/ (default: MEMORYR_DATA_DIR)")
     parser.add_argument("--output", required=True, type=Path, help="folder for results.json and samples.jsonl")
-    parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate call (default: 32)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help=f"sequences per generate call (default: {BATCH_SIZE})")
     parser.add_argument("--num-samples", type=int, default=1, help="k completions per problem (k > 1 needs --temperature)")
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 with k=1 is greedy")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit (default: 256)")
@@ -406,6 +417,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend", default="auto", choices=BACKENDS, help="auto: vllm when installed with CUDA, else transformers"
     )
+    parser.add_argument("--shard", metavar="K/N",
+                        help="evaluate only the K-th of N shares of the batches, into OUTPUT/shard-K-of-N/ (N processes "
+                        "on N cores share one evaluation); the last shard to finish writes OUTPUT/results.json and "
+                        "samples.jsonl, the same as one process would. Without --shard, an evaluation takes in what "
+                        "OUTPUT's shard folders recorded")
     parser.add_argument("--share-prefix", default="true", choices=["true", "false"],
                         help="run the start all prompts share (system prompt and shots) once, not once per row "
                         "(transformers backend; the same completions up to float rounding, ~3x faster with 3 shots; "
@@ -423,6 +439,8 @@ def parse_eval_args(argv: list[str]) -> argparse.Namespace:
     if args.task is None:
         parser.error("--task is required (or a --preset that sets it)")
     _check_ranges(args)
+    if args.shard is not None:
+        args.shard = tuple(int(part) for part in args.shard.split("/"))
     return args
 
 
@@ -443,6 +461,10 @@ def _check_ranges(args: argparse.Namespace) -> None:
     if args.num_samples > 1 and args.temperature == 0:
         raise ValueError(f"--num-samples {args.num_samples} needs --temperature > 0: greedy decoding would give "
                          f"{args.num_samples} equal samples")
+    if args.shard is not None:
+        k, _, n = args.shard.partition("/")
+        need(k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n), "--shard", "K/N with 1 <= K <= N, e.g. 1/2",
+             args.shard)
     shots = len(EXEMPLARS[args.exemplars])
     need(0 <= args.shots <= shots, "--shots", f"between 0 and {shots} for exemplar set {args.exemplars!r}", args.shots)
 
@@ -475,6 +497,29 @@ def eval_cli(argv: list[str]) -> None:
         "preset": args.preset,
     }
     out: Path = args.output
+    check_resumable(out, settings)
+    shard_out = out / f"shard-{args.shard[0]}-of-{args.shard[1]}" if args.shard else None
+    if shard_out is not None:
+        check_resumable(shard_out, settings)
+    problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
+                             size=args.task_size, task_config=parse_task_config(args.task_config),
+                             validation_size=args.validation_size)
+    if shard_out is None:
+        _evaluate_into(out, settings, problems, args)
+        return
+    k, n = args.shard
+    _evaluate_into(shard_out, {**settings, "shard": f"{k}/{n}"}, problems, args, shard=(k, n))
+    with _merging(out):  # shards finishing at once: one merges, the other finds it done
+        done = set(read_samples(out / "samples.jsonl")) | set(shard_records(out, settings, problems)[0])
+        if len(done & set(range(len(problems)))) == len(problems):
+            _evaluate_into(out, settings, problems, args)
+        else:
+            print(f"shard {k}/{n} done; the shards of {out} hold {len(done)} of {len(problems)} problems so far, "
+                  "and the last one to finish writes its results.json (or run without --shard to finish it)")
+
+
+def check_resumable(out: Path, settings: dict) -> None:
+    """Refuse an output folder that holds an evaluation with other settings (or samples without results.json)."""
     results_path, samples_path = out / "results.json", out / "samples.jsonl"
     if samples_path.exists():
         if not results_path.exists():
@@ -484,15 +529,52 @@ def eval_cli(argv: list[str]) -> None:
         if changed:
             diff = ", ".join(f"{k}: {before[k]!r} -> {settings[k]!r}" for k in changed)
             raise ValueError(f"{out} holds an evaluation with other settings ({diff}); choose another --output")
-    problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
-                             size=args.task_size, task_config=parse_task_config(args.task_config),
-                             validation_size=args.validation_size)
-    # loaded before results.json says "running": a model that fails to load leaves the output folder as it was
-    model, tokenizer = load_for_eval(settings["model_path"], settings["backend"], args.seed)
-    prompts = [build_prompt(tokenizer, p.question, args.shots, args.exemplars, prefill, args.system_prompt) for p in problems]
-    check_prompt_lengths(prompts, tokenizer, context_length(settings["model_path"]), args.max_new_tokens,
-                         what="evaluation prompts", budget="--max-new-tokens",
-                         fix="lower --max-new-tokens to leave them room, or remove those problems")
+
+
+def shard_records(out: Path, settings: dict, problems: list[Problem]) -> tuple[dict[int, dict], list[dict]]:
+    """What the shard folders of `out` (`shard-K-of-N/`, `memoryr eval --shard`) recorded with these settings: the
+    sample records of these problems by index, and the timing of each finished shard."""
+    records, timings = {}, []
+    for folder in sorted(out.glob("shard-*-of-*")):
+        try:
+            results = json.loads((folder / "results.json").read_text())
+        except (FileNotFoundError, ValueError):  # never started, or cut off while writing it: its samples stay out
+            continue
+        if recorded_settings(results.get("settings", {})) != recorded_settings(settings):
+            continue
+        for index, record in read_samples(folder / "samples.jsonl").items():
+            if index < len(problems) and record["question"] == problems[index].question:
+                records[index] = record
+        if results.get("status") == "complete":
+            timings.append(results["timing"])
+    return records, timings
+
+
+@contextmanager
+def _merging(out: Path) -> Iterator[None]:
+    """An exclusive lock on `out` while shards are merged into it (blocking: merging takes a moment)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".merge.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _evaluate_into(out: Path, settings: dict, problems: list[Problem], args: argparse.Namespace,
+                   shard: tuple[int, int] = (1, 1)) -> None:
+    """Evaluate (a shard of) the problems into `out`, resuming what it recorded; a whole evaluation first takes in
+    what its shard folders recorded, and loads no model when they hold every problem."""
+    results_path, samples_path = out / "results.json", out / "samples.jsonl"
+    taken, timings = shard_records(out, settings, problems) if shard == (1, 1) else ({}, [])
+    whole = not set(range(len(problems))) - set(read_samples(samples_path)) - set(taken)
+    model = tokenizer = None
+    if not whole or shard != (1, 1):
+        model, tokenizer = load_for_eval(settings["model_path"], settings["backend"], args.seed)
+        prompts = [build_prompt(tokenizer, p.question, args.shots, args.exemplars, settings["prefill"], args.system_prompt)
+                   for p in problems]
+        check_prompt_lengths(prompts, tokenizer, context_length(settings["model_path"]), args.max_new_tokens,
+                             what="evaluation prompts", budget="--max-new-tokens",
+                             fix="lower --max-new-tokens to leave them room, or remove those problems")
+    # written after the model loaded: a model that fails to load leaves the output folder as it was
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "format_version": RESULTS_FORMAT_VERSION,
@@ -506,31 +588,28 @@ def eval_cli(argv: list[str]) -> None:
     }
     results_path.write_text(json.dumps(record, indent=2))
     done_before = set(read_samples(samples_path, repair=True))  # here, so evaluate's own read warns no second time
+    if taken.keys() - done_before:
+        with open(samples_path, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(taken[i]) + "\n" for i in sorted(taken.keys() - done_before))
+        record["from_shards"] = sorted(p.name for p in out.glob("shard-*-of-*"))
     began = time.perf_counter()
     try:
-        metrics = evaluate(
-            model,
-            tokenizer,
-            problems,
-            shots=args.shots,
-            exemplars=args.exemplars,
-            prefill=prefill,
-            system_prompt=args.system_prompt,
-            grading=args.grading,
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            num_samples=args.num_samples,
-            temperature=args.temperature,
-            seed=args.seed,
-            sample_path=samples_path,
-            share_prefix=settings["share_prefix"],
-        )
+        if model is None:
+            records = read_samples(samples_path)
+            metrics = sample_metrics([records[i] for i in range(len(problems))])
+        else:
+            metrics = evaluate(model, tokenizer, problems, shots=args.shots, exemplars=args.exemplars,
+                               prefill=settings["prefill"], system_prompt=args.system_prompt, grading=args.grading,
+                               batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                               num_samples=args.num_samples, temperature=args.temperature, seed=args.seed,
+                               sample_path=samples_path, share_prefix=settings["share_prefix"], shard=shard)
     except BaseException:  # Ctrl-C or an error: say so, not "running" (rerunning the command resumes it)
         record.update(status="interrupted", interrupted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         results_path.write_text(json.dumps(record, indent=2))
         raise
-    seconds = time.perf_counter() - began
-    new = [r for i, r in read_samples(samples_path).items() if i not in done_before and i < len(problems)]
+    seconds = time.perf_counter() - began + sum(t["seconds"] for t in timings)
+    new = [r for i, r in read_samples(samples_path).items()
+           if (i not in done_before or i in taken) and i < len(problems)]
     tokens = sum(sum(r["num_tokens"]) for r in new)
     record.update(
         status="complete",
