@@ -1,6 +1,7 @@
 """bf16 detection and the fp32 fallback, with the CPU's flags faked both ways; the benchmarks' summaries by hand."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,17 @@ def test_study_bench_splits_a_runs_time_into_its_phases(tmp_path):
     split = phase_split(run, phases)
     # start-up = 100 - 70, steps 22, evaluations 40, the rest of the loop 70 - 22 - 40; eval-last copied
     assert [split[row] for row in ROWS] == [30.0, 22.0, 40.0, 8.0, 30.0, None]
+    phases += [{"run": run.name, "phase": "eval-last 1/2", "seconds": 12.0},
+               {"run": run.name, "phase": "eval-last 2/2", "seconds": 13.0}]
+    assert phase_split(run, phases)[ROWS[-1]] == 25.0  # an evaluation in shards: their seconds summed
+
+
+def test_study_bench_variants_are_overrides_or_overrides_with_sweep_keys():
+    from memoryr.bench.study import variant_spec
+    from memoryr.yaml_file import read_yaml
+
+    variants = {name: variant_spec(name, spec) for name, spec in read_yaml(Path(__file__).resolve().parents[1] / "benchmarks" / "study-variants.yaml").items()}
+    assert variants["now"] == ([], {})
+    assert variants["today"] == (["--eval_share_prefix", "false", "--eval_batch_size", "32"], {"split_evaluations": False})
+    with pytest.raises(ValueError, match="variant odd: expected a list of overrides or a mapping"):
+        variant_spec("odd", {"overides": []})

@@ -122,6 +122,7 @@ def artefacts(run: Path) -> dict:
     ({"out": None}, "out must be a non-empty string, got None"),
     ({"keep_checkpoints": "yes"}, "keep_checkpoints must be true or false, got 'yes'"),
     ({"keep_weights": 0}, "keep_weights must be true or false, got 0"),
+    ({"split_evaluations": "no"}, "split_evaluations must be true or false, got 'no'"),
     ({"untrained": "base/seed*"}, "untrained must be a list of folders or glob patterns.*got 'base/seed\\*'"),
     ({"untrained": [""]}, "untrained must be a list of folders or glob patterns"),
     ({"baseline": "Nope", "recipes": [str(R1), str(MEMORYR_PLUS)]},
@@ -391,31 +392,43 @@ def test_best_chosen_earlier_is_evaluated_on_its_own(tmp_path, monkeypatch):
 
 
 class FakeEval:
-    """An evaluation child that is still running when first polled and complete when polled again."""
+    """An evaluation child that is still running when first polled and complete when polled again; a shard
+    (`--shard K/N`) completes its folder, and the last of the N to finish the evaluation's, as `memoryr eval` does."""
 
     def __init__(self, args: list[str], events: list[tuple[str, str]], fails: str = ""):
         self.output, self.polls, self.events = Path(args[args.index("--output") + 1]), 0, events
-        self.code = int(self.output.name == fails)
-        events.append(("start", self.output.name))
+        self.shard = args[args.index("--shard") + 1] if "--shard" in args else ""
+        self.name = f"{self.output.name} {self.shard}".strip()
+        self.code = int(self.name == fails)
+        events.append(("start", self.name))
 
     def poll(self) -> int | None:
         self.polls += 1
         if self.polls == 2 and not self.code:
-            self.output.mkdir()
-            (self.output / "results.json").write_text(json.dumps({"status": "complete"}))
-            self.events.append(("end", self.output.name))
+            done = {"status": "complete"}
+            self.output.mkdir(exist_ok=True)
+            if self.shard:
+                k, n = self.shard.split("/")
+                (self.output / f"shard-{k}-of-{n}").mkdir()
+                (self.output / f"shard-{k}-of-{n}" / "results.json").write_text(json.dumps(done))
+            if len(list(self.output.glob("shard-*/results.json"))) == int(self.shard.partition("/")[2] or 0):
+                (self.output / "results.json").write_text(json.dumps(done))
+            self.events.append(("end", self.name))
         return None if self.polls < 2 else self.code
 
 
-def awaiting_evaluations(tmp_path: Path, monkeypatch, best_step: int) -> tuple:
-    """A 2-job sweep of one trained run (best/ chosen at `best_step`, final/ at 2) whose evaluations are to do."""
+def awaiting_evaluations(tmp_path: Path, monkeypatch, best_step: int, eval_batch_size: int = 32) -> tuple:
+    """A 2-job sweep of one trained run (best/ chosen at `best_step`, final/ at 2) whose evaluations of 3 problems
+    are to do (in shards when `eval_batch_size` makes more than one batch)."""
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(sweep_module, "POLL_S", 0.0)
     sweep = load_sweep(write_sweep(tmp_path, seeds=[1], jobs=2))
     run = finished_run(sweep.out / RUN1, best_step)
     shutil.rmtree(run / "eval-best")
     (run / "best").mkdir()
-    (run / "run.json").write_text(json.dumps(RUN_RECORD))
+    record = json.loads(json.dumps(RUN_RECORD))
+    record["config"]["script"]["eval_batch_size"] = eval_batch_size
+    (run / "run.json").write_text(json.dumps(record))
     return sweep, run
 
 
@@ -437,6 +450,51 @@ def test_a_free_core_evaluates_final_beside_best_and_the_last_to_finish_closes_t
     phases = [json.loads(line)["phase"] for line in (sweep.out / "logs" / "phases.jsonl").read_text().splitlines()]
     assert phases == [event for kind, event in expected if kind == "end"]
     assert json.loads((run / "eval-last" / "results.json").read_text())["status"] == "complete"
+
+
+BEST_1, BEST_2, LAST_1, LAST_2 = "eval-best 1/2", "eval-best 2/2", "eval-last 1/2", "eval-last 2/2"
+
+
+@pytest.mark.parametrize("best_step, expected", [
+    # the first shard's core goes on to final/'s first shard, the second's takes final/'s second
+    (1, [("start", BEST_1), ("start", BEST_2), ("end", BEST_1), ("start", LAST_1), ("end", BEST_2), ("start", LAST_2),
+         ("end", LAST_1), ("end", LAST_2)]),
+    # the same weights: once the last shard of best/ finishes, eval-last/ is eval-best/'s copy
+    (2, [("start", BEST_1), ("start", BEST_2), ("end", BEST_1), ("end", BEST_2)]),
+])
+def test_with_no_run_waiting_each_evaluation_is_shared_by_the_free_cores(tmp_path, monkeypatch, capsys, best_step,
+                                                                        expected):
+    sweep, run = awaiting_evaluations(tmp_path, monkeypatch, best_step, eval_batch_size=2)  # 2 batches: 2 shards
+    events = []
+    monkeypatch.setattr(sweep_module, "spawn", lambda args, log, env: FakeEval(args, events))
+    with sweep_module._StopSignals() as stop:
+        sweep_module._run_grid(sweep, stop)
+    assert events == expected
+    out = capsys.readouterr().out
+    assert out.count(f"{RUN1}: done in") == 1 and out.rstrip().endswith(f"{RUN1}: done in 0 s")
+    assert f"{RUN1}: evaluating shard 2/2 of best/ (a core is free)" in out
+    phases = [json.loads(line)["phase"] for line in (sweep.out / "logs" / "phases.jsonl").read_text().splitlines()]
+    assert phases == [event for kind, event in expected if kind == "end"]
+    for name in ("eval-best", "eval-last"):
+        assert json.loads((run / name / "results.json").read_text())["status"] == "complete"
+    assert ("copied_from" in json.loads((run / "eval-last" / "results.json").read_text())) == (best_step == 2)
+
+
+def test_an_evaluation_begun_whole_or_in_shards_resumes_as_it_began(tmp_path, monkeypatch):
+    sweep, run = awaiting_evaluations(tmp_path, monkeypatch, best_step=1, eval_batch_size=2)
+    assert sweep_module._shards(sweep, run, "eval-best", split=True) == 2
+    assert sweep_module._shards(sweep, run, "eval-best", split=False) == 1  # a run waits for a core: one process
+    (run / "eval-best" / "shard-2-of-3").mkdir(parents=True)
+    assert sweep_module._shards(sweep, run, "eval-best", split=False) == 3
+    (run / "eval-last").mkdir()
+    (run / "eval-last" / "samples.jsonl").write_text("")
+    assert sweep_module._shards(sweep, run, "eval-last", split=True) == 1
+    assert sweep_module._eval_args(sweep, run, "eval-best 2/3")[-2:] == ["--shard", "2/3"]
+    sweep.split_evaluations = False  # the sweep file's split_evaluations: false
+    assert sweep_module._shards(sweep, run, "eval-best", split=True) == 3  # begun in shards: it resumes so
+    assert sweep_module._shards(sweep, run, "eval-last", split=True) == 1
+    shutil.rmtree(run / "eval-last")
+    assert sweep_module._shards(sweep, run, "eval-last", split=True) == 1
 
 
 def test_a_run_whose_best_evaluation_failed_beside_its_final_one_is_not_done(tmp_path, monkeypatch, capsys):

@@ -1,11 +1,12 @@
 """`memoryr bench study`: where the wall time of full-length study runs goes, phase by phase, per variant.
 
-Each variant (a name and sweep overrides, from a YAML file such as `benchmarks/study-variants.yaml`) runs the
-same sweep: the given recipes at one seed, at full length, `--jobs N`, in a fresh folder, as a child process
+Each variant (a name, overrides of the runs and keys of the sweep file, from a YAML file such as
+`benchmarks/study-variants.yaml`) runs the same sweep: the given recipes at one seed, at full length, `--jobs N`, in a fresh folder, as a child process
 (its peak RSS is that process tree's largest). Each run's wall time is split into: start-up and final save
 (the train phase minus transformers' `train_runtime`), GRPO steps (the sum of `step_time`), in-training
 evaluations (`eval/seconds`), checkpoints and the rest of the training loop, and each test evaluation (the
-sweep's `eval-best`/`eval-last` phases, from `logs/phases.jsonl`); then the sweep's report and its wall time.
+sweep's `eval-best`/`eval-last` phases, from `logs/phases.jsonl`, its shards' seconds summed when the sweep split
+it); then the sweep's report and its wall time.
 Variants after the first are also compared with it for exactness: the same training completions, validation
 accuracies and test verdicts. It prints figures and asserts nothing about time.
 """
@@ -33,13 +34,16 @@ ROWS = ("start-up and final save", "GRPO steps", "in-training evaluations", "che
 
 
 def run_variant(name: str, overrides: list[str], recipes: list[Path], seed: int, jobs: int, eval_limit: int,
-                folder: Path) -> dict:
-    """One sweep of the recipes at `seed` with the variant's overrides, in `folder`; its phase times and artefacts."""
+                folder: Path, sweep_keys: dict | None = None) -> dict:
+    """One sweep of the recipes at `seed` with the variant's overrides (and sweep-file keys), in `folder`; its phase
+    times and artefacts."""
     spec = {"out": str(folder / "runs"), "recipes": [str(r.resolve()) for r in recipes], "seeds": [seed],
-            "overrides": overrides, "eval_limit": eval_limit, "jobs": jobs, "report": str(folder / "report")}
+            "overrides": overrides, "eval_limit": eval_limit, "jobs": jobs, "report": str(folder / "report"),
+            **(sweep_keys or {})}
     path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
-    print(f"[bench study] {name}: {len(recipes)} runs, --jobs {jobs}, overrides {overrides or 'none'}", flush=True)
+    print(f"[bench study] {name}: {len(recipes)} runs, --jobs {jobs}, overrides {overrides or 'none'}, sweep keys "
+          f"{sweep_keys or 'none'}", flush=True)
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "memoryr.cli", "sweep", str(path)])
     _, status, usage = os.wait4(process.pid, 0)
@@ -55,8 +59,13 @@ def run_variant(name: str, overrides: list[str], recipes: list[Path], seed: int,
 
 
 def phase_split(run: Path, phases: list[dict]) -> dict[str, float | None]:
-    """A run's seconds per ROWS entry (None: the phase did not run, e.g. eval-last copied from eval-best)."""
-    spent = {p["phase"]: p["seconds"] for p in phases if p["run"] == run.name}
+    """A run's seconds per ROWS entry (None: the phase did not run, e.g. eval-last copied from eval-best); an
+    evaluation run in shards (`eval-best 1/2`, ...) counts the seconds of all of them."""
+    spent: dict[str, float] = {}
+    for p in phases:
+        if p["run"] == run.name:
+            phase = p["phase"].split(" ")[0]
+            spent[phase] = spent.get(phase, 0.0) + p["seconds"]
     rows = read_log(run / "metrics.jsonl")
     timed = [r for r in rows if "step_time" in r]  # each row's step_time: the mean over the steps since the last row
     steps = sum(r["step_time"] * (r["step"] - before) for r, before in zip(timed, [0] + [r["step"] for r in timed]))
@@ -66,6 +75,17 @@ def phase_split(run: Path, phases: list[dict]) -> dict[str, float | None]:
         raise ValueError(f"{run / 'metrics.jsonl'} has no end-of-training row: the run did not finish")
     return dict(zip(ROWS, (spent["train"] - runtime, steps, evals, runtime - steps - evals,
                            spent.get("eval-best"), spent.get("eval-last"))))
+
+
+def variant_spec(name: str, spec: list | dict | None) -> tuple[list[str], dict]:
+    """A variant's run overrides and sweep-file keys: a list is overrides alone; a mapping may hold `overrides` and
+    `sweep` (keys of the sweep file, such as split_evaluations)."""
+    if spec is None or isinstance(spec, list):
+        return [str(a) for a in spec or []], {}
+    if not isinstance(spec, dict) or set(spec) - {"overrides", "sweep"} or not isinstance(spec.get("sweep", {}), dict):
+        raise ValueError(f"variant {name}: expected a list of overrides or a mapping with overrides and sweep, "
+                         f"got {spec!r}")
+    return [str(a) for a in spec.get("overrides") or []], dict(spec.get("sweep") or {})
 
 
 def differences(first: dict, other: dict) -> list[str]:
@@ -125,7 +145,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--recipes", nargs="+", type=Path, default=[Path(r) for r in DEFAULT_RECIPES],
                         help="recipes run at full length (default: study 2's R1 and Memory-R+ (reference))")
     parser.add_argument("--variants", type=Path, default=Path("benchmarks/study-variants.yaml"),
-                        help="YAML of variants: name -> sweep overrides (default benchmarks/study-variants.yaml)")
+                        help="YAML of variants: name -> overrides, or {overrides, sweep} (default benchmarks/study-variants.yaml)")
     parser.add_argument("--only", nargs="+", help="run only these variants (in the file's order)")
     parser.add_argument("--seed", type=int, default=1, help="the runs' seed (default 1)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (default 2)")
@@ -141,15 +161,15 @@ def main(argv: list[str]) -> None:
     unknown = sorted(set(args.only or []) - set(variants))
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; {args.variants} has {', '.join(variants)}")
-    chosen = [(name, [str(a) for a in overrides or []]) for name, overrides in variants.items()
-              if not args.only or name in args.only]
+    chosen = [(name, variant_spec(name, spec)) for name, spec in variants.items() if not args.only or name in args.only]
     with tempfile.TemporaryDirectory(prefix="memoryr-bench-study-") as tmp:
         root = args.out or Path(tmp)
         results = []
-        for name, overrides in chosen:
+        for name, (overrides, sweep_keys) in chosen:
             folder = root / name
             folder.mkdir(parents=True, exist_ok=False)
-            results.append(run_variant(name, overrides, args.recipes, args.seed, args.jobs, args.eval_limit, folder))
+            results.append(run_variant(name, overrides, args.recipes, args.seed, args.jobs, args.eval_limit, folder,
+                                       sweep_keys))
         print(format_study(results))
         for other in results[1:]:
             found = differences(results[0], other)

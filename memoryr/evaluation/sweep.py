@@ -3,7 +3,9 @@
 Runs start seed by seed (every recipe at the first seed, then the second seed, ...), so a sweep
 stopped half way still compares every method. A run is a chain of child processes: `memoryr train`,
 then `memoryr eval` of its best and last models on the run's test split (`eval-best/`,
-`eval-last/`; once no run waits for a core, as at a sweep's end, the two go side by side). With
+`eval-last/`). Once no run waits for a core, as at a sweep's end, each test evaluation is split into one
+shard per job (`memoryr eval --shard`: the same batches, so the same completions), and a core that comes free
+takes a shard still to start or final/'s evaluation, so no core idles while the last run evaluates. With
 `--jobs N` (or `jobs: N`) N runs go at once, the cores split between them: each child gets
 cores // N OpenMP/MKL/OpenBLAS threads, and more jobs than cores is refused (runs that share cores
 slow each other down many times over). Each run's child output is appended to
@@ -20,8 +22,8 @@ Once a run's `final/` is complete its `checkpoint-N/` folders (resume points, 1.
 `final/` stay, and with `keep_weights: false` lose their weights (0.5 GB each for a 135M model) once both
 are evaluated, keeping everything else (a 56-run study otherwise needs ~60 GB). The report over all runs
 comes last, with each run's small artefacts (no weights) copied beside it; `--report-only` reports the runs
-finished so far. `<out>/logs/phases.jsonl` gets a line per finished phase (train, eval-best, eval-last,
-report) with its seconds. The sweep file:
+finished so far. `<out>/logs/phases.jsonl` gets a line per finished phase (train, eval-best, eval-last or a
+shard of one such as `eval-best 1/2`, report) with its seconds. The sweep file:
 
     out: runs/cpu-study            # one folder per run: <recipe name>-seed<seed>
     recipes: [recipes/arith-r1-cpu.yaml, recipes/arith-memoryrplus-cpu.yaml]
@@ -33,6 +35,8 @@ report) with its seconds. The sweep file:
     report: results/cpu-study      # optional: where the report goes (default: <out>/report)
     keep_checkpoints: false        # optional: keep finished runs' checkpoint-N/ folders (default false)
     keep_weights: true             # optional: false removes best/'s and final/'s weights once evaluated (default true)
+    split_evaluations: true        # optional: false runs each test evaluation in one process, even at the end, when
+                                   # two at once would need too much memory (default true)
     untrained: [results/cpu-study/untrained/seed*]  # optional: `memoryr eval` folders (globs) of the untrained
                                    # model, compared with the runs' test evaluations of the same problems
     contrasts:                     # optional: named comparisons [method, baseline] the report adds, paired by seed
@@ -45,6 +49,7 @@ import codecs
 import ctypes
 import glob
 import json
+import math
 import os
 import re
 import shlex
@@ -60,13 +65,14 @@ from typing import Callable
 
 from memoryr.checkpoints import (MARKER, RunLock, RunLockedError, checkpoints, crash_point, is_complete,
                                  latest_complete_checkpoint, refuse_link, remove_folder, staging, swap_in)
+from memoryr.evaluation.evaluate import BATCH_SIZE
 from memoryr.evaluation.interruptions import resumes
 from memoryr.jsonl_log import read_log
 from memoryr.models import WEIGHTS_REMOVED
 from memoryr.yaml_file import read_yaml
 
 KEYS = ("out", "recipes", "seeds", "overrides", "eval_limit", "jobs", "baseline", "report", "keep_checkpoints",
-        "keep_weights", "untrained", "contrasts")
+        "keep_weights", "split_evaluations", "untrained", "contrasts")
 MODELS = {"eval-best": "best", "eval-last": "final"}  # evaluation phase -> model folder of the run
 WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin")  # what keep_weights: false removes
 PHASES = "phases.jsonl"  # in <out>/logs/: the seconds of each finished phase
@@ -104,6 +110,7 @@ class Sweep:
     report: Path | None = None
     keep_checkpoints: bool = False
     keep_weights: bool = True
+    split_evaluations: bool = True  # false: one process per test evaluation, even at a sweep's end
     untrained: list[str] = field(default_factory=list)  # glob patterns of untrained-model evaluations, for the report
     contrasts: dict[str, list[str]] = field(default_factory=dict)  # name -> [method, baseline], for the report
 
@@ -181,7 +188,7 @@ def load_sweep(path: Path) -> Sweep:
         raise bad("overrides", 'a list of command-line words, e.g. [--max_steps, "60"]')
     if "eval_limit" in raw and (not _is_int(raw["eval_limit"]) or raw["eval_limit"] < 1):
         raise bad("eval_limit", "a positive integer")
-    for key in ("keep_checkpoints", "keep_weights"):
+    for key in ("keep_checkpoints", "keep_weights", "split_evaluations"):
         if key in raw and not isinstance(raw[key], bool):
             raise bad(key, "true or false")
     untrained = raw.get("untrained", [])
@@ -203,6 +210,7 @@ def load_sweep(path: Path) -> Sweep:
         report=Path(raw["report"]) if "report" in raw else None,
         keep_checkpoints=raw.get("keep_checkpoints", False),
         keep_weights=raw.get("keep_weights", True),
+        split_evaluations=raw.get("split_evaluations", True),
         untrained=untrained,
         contrasts={str(name): pair for name, pair in contrasts.items()},
     )
@@ -341,7 +349,9 @@ def _eval_needed(folder: Path, phase: str) -> bool:
 
 
 def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
-    """`memoryr eval` of a run's model on its test split, with the run's own prompt and evaluation settings."""
+    """`memoryr eval` of a run's model on its test split, with the run's own prompt and evaluation settings; a
+    phase such as `eval-best 1/2` is that evaluation's first shard (`memoryr eval --shard`)."""
+    phase, _, shard = phase.partition(" ")
     record = json.loads((folder / "run.json").read_text())
     script, training = record["config"]["script"], record["config"]["training"]
     # the run's own seed, task size and generator options give the same problems as its split in training
@@ -355,6 +365,8 @@ def _eval_args(sweep: Sweep, folder: Path, phase: str) -> list[str]:
             "--share-prefix", str(script.get("eval_share_prefix", True)).lower()]
     if "eval_batch_size" in script:  # recorded before the setting sized test evaluations: `memoryr eval`'s default
         args += ["--batch-size", str(script["eval_batch_size"])]
+    if shard:
+        args += ["--shard", shard]
     if "validation_size" in script:
         args += ["--validation-size", str(script["validation_size"])]
     if script["task_config"]:
@@ -374,9 +386,16 @@ def _same_weights(folder: Path) -> bool:
     return best == final
 
 
-def _best_is_final(folder: Path) -> bool:
-    """best/ holds final/'s weights and its test evaluation is complete (eval-last/ can be its copy)."""
-    return _same_weights(folder) and not _eval_needed(folder, "eval-best")
+def _shards(sweep: Sweep, folder: Path, phase: str, split: bool) -> int:
+    """How many processes share a test evaluation: as many as it has shards already; else, when `split` (no run
+    waits for a core), one per job up to one per batch, so that a core freed meanwhile takes a share; else one."""
+    started = sorted((folder / phase).glob("shard-*-of-*"))
+    if started:
+        return int(started[0].name.rsplit("-", 1)[1])
+    if not split or not sweep.split_evaluations or (folder / phase / "samples.jsonl").exists():  # begun whole: so it resumes
+        return 1
+    script = json.loads((folder / "run.json").read_text())["config"]["script"]
+    return min(sweep.jobs, math.ceil(sweep.eval_limit / script.get("eval_batch_size", BATCH_SIZE)))
 
 
 def _copy_best_eval(folder: Path) -> None:
@@ -480,21 +499,26 @@ def _open_run(sweep: Sweep, recipe: Path, seed: int) -> Job | None:
     return Job(folder, log, ["train", *MODELS], train, True, "training", echoed=echoed)
 
 
-def _start_next(sweep: Sweep, job: Job) -> bool:
-    """Start the job's next phase that has work to do; False when none is left."""
+def _start_next(sweep: Sweep, job: Job, split: bool = False) -> bool:
+    """Start the job's next phase that has work to do; False when none is left. With `split`, a test evaluation
+    becomes shards (`_shards`), which free cores may take (`_eval_beside`)."""
     if job.phase == "train" and not sweep.keep_checkpoints and is_complete(job.folder / "final"):
         prune_checkpoints(job.folder)
     while job.phases:
         job.phase = job.phases.pop(0)
+        evaluation = job.phase.split(" ")[0]  # eval-best of `eval-best 1/2`
         if job.phase == "train":
             args = job.train_args
-        elif job.phase == "eval-last" and _eval_needed(job.folder, job.phase) and _best_is_final(job.folder):
-            _copy_best_eval(job.folder)
+        elif not _eval_needed(job.folder, evaluation):
             continue
-        elif _eval_needed(job.folder, job.phase):
-            args = _eval_args(sweep, job.folder, job.phase)
+        elif evaluation == "eval-last" and _same_weights(job.folder):
+            _copy_when_best_is_done(job.folder)  # else eval-best's shards still run: the last of them copies it
+            continue
+        elif job.phase in MODELS and (shards := _shards(sweep, job.folder, job.phase, split)) > 1:
+            job.phases[:0] = [f"{job.phase} {k}/{shards}" for k in range(1, shards + 1)]
+            continue
         else:
-            continue
+            args = _eval_args(sweep, job.folder, job.phase)
         job.process = spawn(args, job.log, child_env(sweep.jobs))
         job.phase_started = time.monotonic()
         return True
@@ -502,17 +526,29 @@ def _start_next(sweep: Sweep, job: Job) -> bool:
 
 
 def _eval_beside(sweep: Sweep, active: list[Job]) -> Job | None:
-    """A run's final/ evaluation, started beside its best/ evaluation to use a core no run is waiting for (the
-    sweep's last runs); None when no running evaluation has one to give. With the same weights, eval-last/ stays
-    the copy of eval-best/ made once that is done."""
+    """Evaluation work for a core no run is waiting for (the sweep's last runs), taken from a run that is
+    evaluating: a shard still to start, or its final/ evaluation beside its best/ one; None when there is none.
+    With the same weights, eval-last/ stays the copy of eval-best/ made once that is done."""
     for job in active:
-        if job.phase == "eval-best" and "eval-last" in job.phases and not _same_weights(job.folder):
-            job.phases.remove("eval-last")
-            beside = Job(job.folder, job.log, ["eval-last"], [], job.from_scratch, "evaluating final/ beside best/",
-                         started=job.started)
-            if _start_next(sweep, beside):
-                return beside
+        if job.phase == "train":
+            continue
+        for phase in job.phases:
+            if " " in phase or (phase == "eval-last" and not _same_weights(job.folder)):
+                job.phases.remove(phase)
+                evaluation, _, shard = phase.partition(" ")
+                note = (f"evaluating shard {shard} of {MODELS[evaluation]}/" if shard else
+                        "evaluating final/ beside best/")
+                beside = Job(job.folder, job.log, [phase], [], job.from_scratch, note, started=job.started)
+                if _start_next(sweep, beside, split=True):
+                    return beside
+                break
     return None
+
+
+def _copy_when_best_is_done(folder: Path) -> None:
+    """eval-last/ as eval-best/'s copy (best/ holds final/'s weights), once eval-best/ is complete."""
+    if _eval_needed(folder, "eval-last") and _same_weights(folder) and not _eval_needed(folder, "eval-best"):
+        _copy_best_eval(folder)
 
 
 def _echo(job: Job) -> None:
@@ -555,11 +591,13 @@ def _last_step(metrics: Path) -> int | None:
 
 
 def _progress(sweep: Sweep, job: Job) -> str:
-    """The last training step logged, or the problems an evaluation has finished."""
+    """The last training step logged, or the problems an evaluation (or its shard) has finished."""
     if job.phase != "train":
-        samples = job.folder / job.phase / "samples.jsonl"
+        evaluation, _, shard = job.phase.partition(" ")
+        folder = job.folder / evaluation / (f"shard-{shard.replace('/', '-of-')}" if shard else "")
+        samples = folder / "samples.jsonl"
         done = samples.read_bytes().count(b"\n") if samples.exists() else 0
-        return f"{done}/{sweep.eval_limit} problems"
+        return f"{done} problems, shard {shard}" if shard else f"{done}/{sweep.eval_limit} problems"
     step = _last_step(job.folder / "metrics.jsonl")
     try:
         total = json.loads((job.folder / "run.json").read_text())["config"]["training"]["max_steps"]
@@ -630,7 +668,7 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                 except RunLockedError as e:
                     failures.append(f"{name} ({e})")
                     continue
-                if job is None or not _start_next(sweep, job):
+                if job is None or not _start_next(sweep, job, split=not waiting):
                     print(f"[{index}/{len(runs)}] {name}: finished, skipped")
                     continue
                 active.append(job)
@@ -658,11 +696,13 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                     continue
                 log_phase(sweep, job.folder.name, job.phase, time.monotonic() - job.phase_started)
                 crash_point(f"sweep-after-{job.phase}")
-                if not _start_next(sweep, job):
+                if not _start_next(sweep, job, split=not waiting):
                     active.remove(job)
-                    if any(other.folder == job.folder for other in active) or any(
-                            _eval_needed(job.folder, phase) for phase in MODELS):
-                        continue  # its other evaluation still runs (or failed): the last one to finish closes the run
+                    if any(other.folder == job.folder for other in active):
+                        continue  # another evaluation of the run still runs: the last one to finish closes the run
+                    _copy_when_best_is_done(job.folder)
+                    if any(_eval_needed(job.folder, phase) for phase in MODELS):
+                        continue  # one of its evaluations failed
                     if not sweep.keep_weights:
                         prune_weights(job.folder)
                     elapsed = time.monotonic() - job.started
