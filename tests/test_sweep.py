@@ -23,6 +23,7 @@ from memoryr import models
 from memoryr.checkpoints import CRASH_ENV, CRASH_EXIT_CODE, MARKER, RunLock, RunLockedError, is_complete, mark_complete
 from memoryr.cli import main
 from memoryr.evaluation import sweep as sweep_module
+from memoryr.evaluation.evaluate import read_samples
 from memoryr.evaluation.sweep import (Job, SweepError, _failure_line, _open_run, _progress, _start_next, _time_left,
                                       _write_report, child_env, load_sweep, past_durations, report_finished,
                                       run_sweep)
@@ -633,6 +634,27 @@ def test_crashes_and_signals_at_every_point_resume_to_the_same_results(reference
     assert f"{RUN1}: finished, skipped" in out and (tmp_path / "report" / "report.md").exists()
     assert artefacts(run) == artefacts(reference[0] / "runs" / RUN1)
     assert not list(run.glob("checkpoint-*"))  # removed once final/ was complete (the default)
+
+
+@pytest.mark.slow
+def test_evaluations_in_shards_stopped_between_them_resume_to_what_one_process_gives(reference, tmp_path):
+    run = tmp_path / "runs" / RUN1  # the reference's trained run (best/ at step 1, final/ at 2), not yet evaluated
+    shutil.copytree(reference[0] / "runs" / RUN1, run, ignore=shutil.ignore_patterns("eval-*"))
+    path = write_sweep(tmp_path, seeds=[1], eval_limit=6)  # 6 problems at the run's 4 a batch: 2 batches, 2 shards
+    code, _, err = finish(start_sweep(path, "--jobs", "2", crash_at="sweep-after-eval-best 1/2"))
+    assert code == CRASH_EXIT_CODE and (run / "eval-best" / "shard-1-of-2" / "results.json").exists(), err
+    code, out, err = finish(start_sweep(path, "--jobs", "2"))
+    assert code == 0, err
+    assert "evaluating shard 2/2 of" in out and out.count(f"{RUN1}: done in") == 1
+    sweep = load_sweep(path)
+    for phase in ("eval-best", "eval-last"):
+        sharded = json.loads((run / phase / "results.json").read_text())
+        assert sharded["status"] == "complete" and sharded["from_shards"] == ["shard-1-of-2", "shard-2-of-2"]
+        whole = tmp_path / f"whole-{phase}"  # the same evaluation in one process
+        args = sweep_module._eval_args(sweep, run, phase)
+        assert main([*args[: args.index("--output") + 1], str(whole), *args[args.index("--output") + 2 :]]) == 0
+        assert read_samples(run / phase / "samples.jsonl") == read_samples(whole / "samples.jsonl")
+        assert sharded["metrics"] == json.loads((whole / "results.json").read_text())["metrics"]
 
 
 @pytest.mark.slow

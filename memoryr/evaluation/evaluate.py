@@ -497,10 +497,10 @@ def eval_cli(argv: list[str]) -> None:
         "preset": args.preset,
     }
     out: Path = args.output
-    check_resumable(out, settings)
+    _check_resumable(out, settings)
     shard_out = out / f"shard-{args.shard[0]}-of-{args.shard[1]}" if args.shard else None
     if shard_out is not None:
-        check_resumable(shard_out, settings)
+        _check_resumable(shard_out, settings)
     problems = load_problems(args.task, args.split, data_dir_setting=args.data_dir, limit=args.limit, seed=args.seed,
                              size=args.task_size, task_config=parse_task_config(args.task_config),
                              validation_size=args.validation_size)
@@ -518,7 +518,7 @@ def eval_cli(argv: list[str]) -> None:
                   "and the last one to finish writes its results.json (or run without --shard to finish it)")
 
 
-def check_resumable(out: Path, settings: dict) -> None:
+def _check_resumable(out: Path, settings: dict) -> None:
     """Refuse an output folder that holds an evaluation with other settings (or samples without results.json)."""
     results_path, samples_path = out / "results.json", out / "samples.jsonl"
     if samples_path.exists():
