@@ -440,6 +440,14 @@ def awaiting_evaluations(tmp_path: Path, monkeypatch, best_step: int, eval_batch
 def test_a_free_core_evaluates_final_beside_best_and_the_last_to_finish_closes_the_run(
         tmp_path, monkeypatch, capsys, best_step, expected):
     sweep, run = awaiting_evaluations(tmp_path, monkeypatch, best_step)
+    out = run_fake_grid(sweep, monkeypatch, capsys, expected)
+    assert (f"{RUN1}: evaluating final/ beside best/ (a core is free)" in out) == (best_step == 1)
+    assert json.loads((run / "eval-last" / "results.json").read_text())["status"] == "complete"
+
+
+def run_fake_grid(sweep, monkeypatch, capsys, expected: list[tuple[str, str]]) -> str:
+    """The sweep's loop with FakeEval children: they start and end as `expected`, phases.jsonl logs each end, and
+    the run is done once, by the last to finish; the console output."""
     events = []
     monkeypatch.setattr(sweep_module, "spawn", lambda args, log, env: FakeEval(args, events))
     with sweep_module._StopSignals() as stop:
@@ -447,10 +455,9 @@ def test_a_free_core_evaluates_final_beside_best_and_the_last_to_finish_closes_t
     assert events == expected
     out = capsys.readouterr().out
     assert out.count(f"{RUN1}: done in") == 1 and out.rstrip().endswith(f"{RUN1}: done in 0 s")
-    assert (f"{RUN1}: evaluating final/ beside best/ (a core is free)" in out) == (best_step == 1)
     phases = [json.loads(line)["phase"] for line in (sweep.out / "logs" / "phases.jsonl").read_text().splitlines()]
     assert phases == [event for kind, event in expected if kind == "end"]
-    assert json.loads((run / "eval-last" / "results.json").read_text())["status"] == "complete"
+    return out
 
 
 BEST_1, BEST_2, LAST_1, LAST_2 = "eval-best 1/2", "eval-best 2/2", "eval-last 1/2", "eval-last 2/2"
@@ -466,19 +473,30 @@ BEST_1, BEST_2, LAST_1, LAST_2 = "eval-best 1/2", "eval-best 2/2", "eval-last 1/
 def test_with_no_run_waiting_each_evaluation_is_shared_by_the_free_cores(tmp_path, monkeypatch, capsys, best_step,
                                                                         expected):
     sweep, run = awaiting_evaluations(tmp_path, monkeypatch, best_step, eval_batch_size=2)  # 2 batches: 2 shards
-    events = []
-    monkeypatch.setattr(sweep_module, "spawn", lambda args, log, env: FakeEval(args, events))
-    with sweep_module._StopSignals() as stop:
-        sweep_module._run_grid(sweep, stop)
-    assert events == expected
-    out = capsys.readouterr().out
-    assert out.count(f"{RUN1}: done in") == 1 and out.rstrip().endswith(f"{RUN1}: done in 0 s")
+    out = run_fake_grid(sweep, monkeypatch, capsys, expected)
     assert f"{RUN1}: evaluating shard 2/2 of best/ (a core is free)" in out
-    phases = [json.loads(line)["phase"] for line in (sweep.out / "logs" / "phases.jsonl").read_text().splitlines()]
-    assert phases == [event for kind, event in expected if kind == "end"]
     for name in ("eval-best", "eval-last"):
         assert json.loads((run / name / "results.json").read_text())["status"] == "complete"
     assert ("copied_from" in json.loads((run / "eval-last" / "results.json").read_text())) == (best_step == 2)
+
+
+def test_runs_that_open_straight_into_evaluation_at_the_end_split_theirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sweep_module, "POLL_S", 0.0)
+    sweep = load_sweep(write_sweep(tmp_path, jobs=2))  # seeds 1 and 2: both trained, neither evaluated
+    for name in (RUN1, RUN2):
+        run = finished_run(sweep.out / name, best_step=2)
+        shutil.rmtree(run / "eval-best")
+        (run / "best").mkdir()
+        (run / "run.json").write_text(json.dumps({**RUN_RECORD, "config": {**RUN_RECORD["config"], "script": {
+            **RUN_RECORD["config"]["script"], "eval_batch_size": 2}}}))
+    monkeypatch.setattr(sweep_module, "spawn", lambda args, log, env: FakeEval(args, []))
+    with sweep_module._StopSignals() as stop:
+        sweep_module._run_grid(sweep, stop)
+    rows = [json.loads(line) for line in (sweep.out / "logs" / "phases.jsonl").read_text().splitlines()]
+    # the first run opened while the second still waited to be started beside it: in shards all the same
+    assert sorted((row["run"], row["phase"]) for row in rows) == [(RUN1, BEST_1), (RUN1, BEST_2), (RUN2, BEST_1),
+                                                                  (RUN2, BEST_2)]
 
 
 def test_an_evaluation_begun_whole_or_in_shards_resumes_as_it_began(tmp_path, monkeypatch):

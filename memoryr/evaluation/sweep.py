@@ -668,7 +668,8 @@ def _run_grid(sweep: Sweep, stop: _StopSignals) -> None:
                 except RunLockedError as e:
                     failures.append(f"{name} ({e})")
                     continue
-                if job is None or not _start_next(sweep, job, split=not waiting):
+                # split its evaluations once every run still waiting gets a core now (none will wait)
+                if job is None or not _start_next(sweep, job, split=len(waiting) < sweep.jobs - len(active)):
                     print(f"[{index}/{len(runs)}] {name}: finished, skipped")
                     continue
                 active.append(job)
