@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PREFIX_CHECKPOINT_DIR = "checkpoint"  # transformers.trainer_utils' name, not imported: that import takes ~5 s,
-# and `memoryr report` (the last step of every sweep) needs no transformers; tests/test_checkpoints.py checks it
+# and `memoryr report` (the last step of every sweep) needs no transformers; tests/test_report.py checks it
 MARKER = "memoryr-complete.json"
 CRASH_ENV = "MEMORYR_CRASH_AT"
 CRASH_EXIT_CODE = 86

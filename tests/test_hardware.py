@@ -123,7 +123,8 @@ def test_study_bench_variants_are_overrides_or_overrides_with_sweep_keys():
     from memoryr.bench.study import variant_spec
     from memoryr.yaml_file import read_yaml
 
-    variants = {name: variant_spec(name, spec) for name, spec in read_yaml(Path(__file__).resolve().parents[1] / "benchmarks" / "study-variants.yaml").items()}
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "study-variants.yaml"
+    variants = {name: variant_spec(name, spec) for name, spec in read_yaml(path).items()}
     assert variants["now"] == ([], {})
     assert variants["today"] == (["--eval_share_prefix", "false", "--eval_batch_size", "32"], {"split_evaluations": False})
     with pytest.raises(ValueError, match="variant odd: expected a list of overrides or a mapping"):

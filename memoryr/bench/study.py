@@ -1,8 +1,8 @@
 """`memoryr bench study`: where the wall time of full-length study runs goes, phase by phase, per variant.
 
 Each variant (a name, overrides of the runs and keys of the sweep file, from a YAML file such as
-`benchmarks/study-variants.yaml`) runs the same sweep: the given recipes at one seed, at full length, `--jobs N`, in a fresh folder, as a child process
-(its peak RSS is that process tree's largest). Each run's wall time is split into: start-up and final save
+`benchmarks/study-variants.yaml`) runs the same sweep: the given recipes at one seed, at full length, `--jobs N`,
+in a fresh folder, as a child process (its peak RSS is that process tree's largest). Each run's wall time is split into: start-up and final save
 (the train phase minus transformers' `train_runtime`), GRPO steps (the sum of `step_time`), in-training
 evaluations (`eval/seconds`), checkpoints and the rest of the training loop, and each test evaluation (the
 sweep's `eval-best`/`eval-last` phases, from `logs/phases.jsonl`, its shards' seconds summed when the sweep split
